@@ -1,0 +1,1 @@
+"""Diagnosis: facts about a tenant's Fortnox connection -> checks -> one cause -> steps."""

@@ -1,0 +1,1 @@
+"""Closing the loop: reactivation requests, approvals, consent links, the OAuth callback, verification, replay."""

@@ -1,0 +1,1 @@
+"""Incidents: grouping export failures per tenant (and app-wide causes across tenants), lifecycle, audit."""

@@ -1,0 +1,126 @@
+"""Incident lifecycle, platform-neutral: ingest events, apply diagnoses, resolve and snooze.
+
+Chat adapters call these; they never decide lifecycle themselves.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from bot import metrics
+from bot.aio import run_db
+from bot.diagnosis.model import PRECEDENCE, Cause, Diagnosis
+from bot.fortnox.errors import parse_error
+from bot.webhooks.export import ExportEventIn
+from storage.models import ExportEvent
+
+log = logging.getLogger(__name__)
+
+SNOOZE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": timedelta(days=1)}
+
+
+def _worse(new: Cause, old: str) -> bool:
+    """A cause ranked earlier in CONTRACT's order is the more fundamental (worse) one."""
+    try:
+        return PRECEDENCE.index(new) < PRECEDENCE.index(Cause(old))
+    except ValueError:
+        return True
+
+
+class IncidentService:
+    def __init__(self, store, diagnoser, *, notify=lambda: None):
+        self.store = store
+        self.diagnoser = diagnoser
+        self.notify = notify     # wakes the local job worker after queuing work
+
+    # --- ingest (sync: runs in a worker thread) ---------------------------------------------
+    def ingest(self, event: ExportEventIn):
+        row = ExportEvent(id=event.id, tenant_id=event.tenant, type=event.type, occurred_at=event.occurred_at,
+                          kind=event.kind, ref=event.ref, fortnox_status=event.fortnox_status,
+                          fortnox_body=event.fortnox_body)
+        if event.fortnox_status is not None or event.fortnox_body:
+            err = parse_error(event.fortnox_status, event.fortnox_body)
+            row.fortnox_code, row.fortnox_message = err.code, (err.message or err.excerpt)[:1000]
+        result = self.store.incidents.ingest(row)
+        if not result.duplicate and result.incident_id and event.type == "export.succeeded":
+            self.store.audit.record("resolved", actor="platform", tenant_id=event.tenant,
+                                    incident_id=result.incident_id, detail={"by": "export.succeeded", "event": event.id})
+        if result.created:
+            self.store.audit.record("incident_opened", actor="platform", tenant_id=event.tenant,
+                                    incident_id=result.incident_id, detail={"event": event.id})
+        return result
+
+    # --- diagnosis ------------------------------------------------------------------------------
+    async def reported_error(self, incident_id: str):
+        events = await run_db(self.store.incidents.events, incident_id, 1)
+        if not events or (events[0].fortnox_status is None and not events[0].fortnox_body):
+            return None
+        return parse_error(events[0].fortnox_status, events[0].fortnox_body)
+
+    async def diagnose_incident(self, incident_id: str, *, trigger: str, actor: str = "bot") -> Diagnosis | None:
+        inc = await run_db(self.store.incidents.get, incident_id)
+        if inc is None or inc.tenant_id is None:
+            return None
+        reported = await self.reported_error(incident_id)
+        diagnosis = await self.diagnoser.run(inc.tenant_id, reported=reported, trigger=trigger)
+        metrics.DIAGNOSES.labels(str(diagnosis.cause)).inc()
+        await self.apply(incident_id, diagnosis, actor=actor)
+        return diagnosis
+
+    async def apply(self, incident_id: str, diagnosis: Diagnosis, *, actor: str = "bot") -> str:
+        inc = await run_db(self.store.incidents.get, incident_id)
+        if inc is None:
+            return "gone"
+        how = ("a healthy re-diagnosis" if diagnosis.cause == Cause.HEALTHY
+               else "the bot refreshed the access token" if diagnosis.cause == Cause.TOKEN_REFRESHED else "")
+        what, target = await run_db(
+            self.store.incidents.apply_diagnosis, incident_id, cause=str(diagnosis.cause), summary=diagnosis.summary,
+            diagnosis_id=diagnosis.record_id, resolved=diagnosis.resolved, resolution=how,
+            app_wide=diagnosis.affects_all_tenants, worse=_worse(diagnosis.cause, inc.cause))
+        if what in ("resolved", "resolved_silently"):
+            await run_db(self.store.audit.record, "resolved", actor=actor, tenant_id=inc.tenant_id,
+                         incident_id=incident_id, detail={"by": how})
+        elif inc.cause != str(diagnosis.cause):
+            await run_db(self.store.audit.record, "diagnosed", actor=actor, tenant_id=inc.tenant_id,
+                         incident_id=incident_id, detail={"cause": str(diagnosis.cause), "previous": inc.cause})
+        self.notify()
+        return what
+
+    async def open_for_diagnosis(self, tenant_id: str, diagnosis: Diagnosis, *, actor: str) -> str | None:
+        """A slash-command diagnosis that found a lasting problem opens (or updates) the tenant's incident."""
+        inc = await run_db(self.store.incidents.live_for_tenant, tenant_id)
+        if inc is None:
+            if diagnosis.resolved or diagnosis.cause == Cause.TENANT_UNKNOWN:
+                return None
+            now = datetime.now(timezone.utc)
+            event = ExportEventIn(id=f"diag:{tenant_id}:{now.timestamp():.6f}", type="export.failed", tenant=tenant_id,
+                                  occurred_at=now, kind=None, ref=None, fortnox_status=None, fortnox_body="")
+            result = await run_db(self.ingest, event)
+            incident_id = result.incident_id
+        else:
+            incident_id = inc.id
+        await self.apply(incident_id, diagnosis, actor=actor)
+        return incident_id
+
+    # --- operator actions -------------------------------------------------------------------
+    async def resolve(self, incident_id: str, *, actor: str, how: str) -> bool:
+        inc = await run_db(self.store.incidents.resolve, incident_id, by=actor, how=how)
+        if inc is None:
+            return False
+        await run_db(self.store.audit.record, "resolved", actor=actor, tenant_id=inc.tenant_id,
+                     incident_id=incident_id, detail={"by": how})
+        self.notify()
+        return True
+
+    async def snooze(self, incident_id: str, choice: str, *, actor: str) -> datetime | None:
+        span = SNOOZE_CHOICES.get(choice)
+        if span is None:
+            return None
+        until = datetime.now(timezone.utc) + span
+        inc = await run_db(self.store.incidents.snooze, incident_id, until=until, by=actor)
+        if inc is None:
+            return None
+        await run_db(self.store.audit.record, "snoozed", actor=actor, tenant_id=inc.tenant_id,
+                     incident_id=incident_id, detail={"until": until.isoformat()})
+        self.notify()
+        return until

@@ -1,0 +1,100 @@
+"""The running bot: store, Fortnox runtime, Slack client, incident service and job worker, wired once."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.aio import run_db
+from bot.incidents.service import IncidentService
+from bot.jobs.worker import Worker
+from bot.runtime import build_runtime, open_store
+from bot.settings import Settings
+from bot.slack.delivery import SlackDelivery
+
+log = logging.getLogger(__name__)
+
+IDLE_REFRESH_AFTER = timedelta(hours=20)   # refresh tokens die after 31-45 idle days: touch each daily
+MAINTENANCE_EVERY = 600.0
+
+
+def make_slack_client(settings: Settings) -> AsyncWebClient:
+    client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.slack_api_url, timeout=10)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+class Bot:
+    def __init__(self, settings: Settings, *, store=None, slack_client: AsyncWebClient | None = None,
+                 fortnox_transport=None, worker_concurrency: int = 16, worker_poll: float = 0.25,
+                 maintenance: bool = True):
+        self.settings = settings
+        store = store or open_store(settings, upgrade=True)
+        self.runtime = build_runtime(settings, store, transport=fortnox_transport)
+        self.store = self.runtime.store
+        self.slack = slack_client or make_slack_client(settings)
+        self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify)
+        self.delivery = SlackDelivery(self)
+        self.handlers = {
+            "diagnose": self._diagnose_job,
+            "slack.sync": self.delivery.sync,
+            "slack.reply": self.delivery.reply,
+            "slack.respond": self.delivery.respond,
+            "refresh": self._refresh_job,
+        }
+        self.worker = Worker(self.store, self.handlers, concurrency=worker_concurrency, poll=worker_poll)
+        self._maintenance = maintenance
+        self._tasks: list[asyncio.Task] = []
+        self.extensions: dict[str, object] = {}
+
+    def notify(self) -> None:
+        self.worker.notify()
+
+    async def start(self) -> None:
+        self.worker.start()
+        if self._maintenance:
+            self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.worker.stop()
+        await self.runtime.aclose()
+
+    # --- jobs -------------------------------------------------------------------------------
+    async def _diagnose_job(self, payload: dict) -> None:
+        if payload.get("incident"):
+            await self.incidents.diagnose_incident(payload["incident"], trigger=payload.get("trigger", "webhook"),
+                                                   actor=payload.get("user", "bot"))
+            return
+        handler = self.extensions.get("diagnose_request")
+        if handler is None:
+            return
+        await handler(payload)
+
+    async def _refresh_job(self, payload: dict) -> None:
+        from storage.types import utcnow
+
+        cred = await run_db(self.store.connections.load, payload["tenant"])
+        if cred is None or (cred.issued_at and cred.issued_at > utcnow() - IDLE_REFRESH_AFTER):
+            return   # refreshed meanwhile by a diagnosis or another replica
+        await self.runtime.tokens.ensure_fresh(payload["tenant"], force=True, seen_generation=cred.generation)
+
+    async def _maintenance_loop(self) -> None:
+        from storage.types import utcnow
+
+        while True:
+            try:
+                due = await run_db(self.store.connections.tenants_due_for_refresh, utcnow() - IDLE_REFRESH_AFTER)
+                for tenant_id in due:
+                    await run_db(self.store.jobs.enqueue, "refresh", {"tenant": tenant_id},
+                                 coalesce=f"refresh:{tenant_id}")
+                await run_db(self.store.slack_events.forget_older_than, timedelta(days=2))
+                await run_db(self.store.jobs.purge_done, timedelta(days=7))
+            except Exception as exc:
+                log.warning("maintenance failed: %s", type(exc).__name__)
+            await asyncio.sleep(MAINTENANCE_EVERY)

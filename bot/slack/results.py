@@ -1,0 +1,36 @@
+"""The slash-command diagnosis job: run it, answer through response_url, open or heal the incident."""
+from __future__ import annotations
+
+import logging
+
+from bot.aio import run_db
+from bot.cards.diagnosis_card import build_diagnosis_card
+from bot.slack.render import render_card
+from bot.slack.replies import ephemeral, thread_note, who
+
+log = logging.getLogger(__name__)
+
+
+async def _respond(bot, response_url: str, message: dict) -> None:
+    await run_db(bot.store.jobs.enqueue, "slack.respond", {"response_url": response_url, "message": message})
+    bot.notify()
+
+
+async def diagnose_request(bot, payload: dict) -> None:
+    tenant_id, response_url, user = payload["tenant"], payload.get("response_url"), payload.get("user", "")
+    try:
+        diagnosis = await bot.runtime.diagnoser.run(tenant_id, trigger="slash")
+        tenant = await run_db(bot.store.tenants.get, tenant_id)
+        incident_id = await bot.incidents.open_for_diagnosis(tenant_id, diagnosis, actor=user or "bot")
+        inc = await run_db(bot.store.incidents.get, incident_id) if incident_id else None
+        channel = inc.channel if inc else None
+        card = build_diagnosis_card(diagnosis, tenant.name if tenant else "", incident_id, channel)
+        message = {"response_type": "ephemeral", "replace_original": False, **render_card(card)}
+        if incident_id and user:
+            await thread_note(bot, incident_id, "🔎 Diagnosed by ", who(user), f" with /fortnox: {diagnosis.cause}")
+    except Exception as exc:   # the user asked and waits: tell them, never leave silence (F-S1)
+        log.exception("slash diagnosis of %s failed", tenant_id)
+        message = ephemeral(f"The diagnosis of {tenant_id} failed ({type(exc).__name__}). "
+                            "It was logged; please try again in a minute.")
+    if response_url:
+        await _respond(bot, response_url, message)

@@ -1,0 +1,1 @@
+"""Microsoft Teams: the same Cards rendered as Adaptive Cards (one more renderer, no domain code)."""

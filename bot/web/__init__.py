@@ -1,0 +1,1 @@
+"""The one HTTP server: Slack, the export webhook, the OAuth callback, health and metrics."""

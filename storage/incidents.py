@@ -1,0 +1,244 @@
+"""Export events and incidents: one live incident per tenant (and one per app-wide cause), updated in place."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from storage.db import Database
+from storage.jobs import Jobs
+from storage.models import ExportEvent, Incident
+from storage.types import utcnow
+
+MAX_KINDS = 20
+
+
+def new_incident_id() -> str:
+    return "inc_" + secrets.token_hex(5)
+
+
+def tenant_key(tenant_id: str) -> str:
+    return f"t:{tenant_id}"
+
+
+def platform_key(cause: str) -> str:
+    return f"p:{cause}"
+
+
+@dataclass(frozen=True)
+class Ingested:
+    incident_id: str | None
+    duplicate: bool
+    created: bool = False
+
+
+class Incidents:
+    def __init__(self, db: Database, jobs: Jobs):
+        self.db = db
+        self.jobs = jobs
+
+    # --- reads ------------------------------------------------------------------------------
+    def get(self, incident_id: str) -> Incident | None:
+        with self.db.session() as s:
+            return s.get(Incident, incident_id)
+
+    def live_for_tenant(self, tenant_id: str) -> Incident | None:
+        with self.db.session() as s:
+            return s.exec(select(Incident).where(Incident.open_key == tenant_key(tenant_id))).first()
+
+    def live(self, limit: int = 100) -> list[Incident]:
+        with self.db.session() as s:
+            return list(s.exec(select(Incident).where(Incident.open_key.is_not(None), Incident.parent_id.is_(None))
+                               .order_by(Incident.last_seen_at.desc()).limit(limit)))
+
+    def children(self, platform_id: str) -> list[Incident]:
+        with self.db.session() as s:
+            return list(s.exec(select(Incident).where(Incident.parent_id == platform_id)))
+
+    def events(self, incident_id: str, limit: int = 200) -> list[ExportEvent]:
+        with self.db.session() as s:
+            return list(s.exec(select(ExportEvent).where(ExportEvent.incident_id == incident_id, ExportEvent.type == "export.failed")
+                               .order_by(ExportEvent.occurred_at.desc()).limit(limit)))
+
+    def event_incident(self, event_id: str) -> str | None:
+        with self.db.session() as s:
+            row = s.get(ExportEvent, event_id)
+            return row.incident_id if row else None
+
+    def all(self) -> list[Incident]:
+        with self.db.session() as s:
+            return list(s.exec(select(Incident).order_by(Incident.opened_at)))
+
+    # --- ingest -----------------------------------------------------------------------------
+    def ingest(self, event: ExportEvent, *, diagnose_delay: float = 0.0) -> Ingested:
+        """Store an export event once; a failure opens or updates the tenant's incident and queues a diagnosis.
+
+        The event's primary key is its body id, so a repeat — even a concurrent one — cannot be stored twice.
+        """
+        for _ in range(3):   # retry the rare race where two replicas open the same tenant's incident
+            try:
+                return self._ingest(event, diagnose_delay)
+            except IntegrityError:
+                existing = self.event_incident(event.id)
+                if existing is not None or self._event_exists(event.id):
+                    return Ingested(existing, duplicate=True)
+        raise RuntimeError("could not store the event after 3 attempts")
+
+    def _event_exists(self, event_id: str) -> bool:
+        with self.db.session() as s:
+            return s.get(ExportEvent, event_id) is not None
+
+    def _ingest(self, event: ExportEvent, diagnose_delay: float) -> Ingested:
+        with self.db.session() as s:
+            if s.get(ExportEvent, event.id) is not None:
+                return Ingested(s.get(ExportEvent, event.id).incident_id, duplicate=True)
+            row = ExportEvent(**event.model_dump())
+            live = s.exec(select(Incident).where(Incident.open_key == tenant_key(event.tenant_id))).first()
+            created = False
+            if event.type == "export.succeeded":
+                if live is not None and (live.last_event_at is None or event.occurred_at >= live.last_event_at):
+                    self._resolve(s, live, by="platform", how="export.succeeded")
+                row.incident_id = live.id if live else None
+                s.add(row)
+                s.flush()
+                return Ingested(row.incident_id, duplicate=False)
+            if live is None:
+                last = s.exec(select(Incident).where(Incident.tenant_id == event.tenant_id, Incident.platform == False)  # noqa: E712
+                              .order_by(Incident.resolved_at.desc()).limit(1)).first()
+                if last is not None and last.resolved_at and event.occurred_at < last.resolved_at:
+                    # A late failure from before the last recovery: recorded, but it does not reopen anything.
+                    row.incident_id = last.id
+                    s.add(row)
+                    s.flush()
+                    return Ingested(last.id, duplicate=False)
+                live = Incident(id=new_incident_id(), tenant_id=event.tenant_id, cause="pending",
+                                open_key=tenant_key(event.tenant_id), last_event_at=event.occurred_at)
+                created = True
+            live.failures += 1
+            live.last_seen_at = utcnow()
+            if live.last_event_at is None or event.occurred_at > live.last_event_at:
+                live.last_event_at = event.occurred_at
+            if event.kind and event.kind not in live.kinds and len(live.kinds) < MAX_KINDS:
+                live.kinds = [*live.kinds, event.kind]
+            live.version += 1
+            s.add(live)
+            row.incident_id = live.id
+            s.add(row)
+            s.flush()
+            self.jobs.enqueue("diagnose", {"tenant": event.tenant_id, "incident": live.id, "trigger": "webhook"},
+                              coalesce=f"diagnose:{event.tenant_id}", delay=diagnose_delay, session=s)
+            return Ingested(live.id, duplicate=False, created=created)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def _resolve(self, s, inc: Incident, *, by: str, how: str) -> None:
+        inc.status = "resolved"
+        inc.open_key = None
+        inc.resolved_at = utcnow()
+        inc.resolved_by = by
+        inc.resolution = how
+        inc.snoozed_until = None
+        inc.version += 1
+        s.add(inc)
+        if inc.parent_id:
+            # The platform incident resolves when its last live tenant does.
+            others = s.exec(select(Incident.id).where(Incident.parent_id == inc.parent_id, Incident.id != inc.id,
+                                                      Incident.open_key.is_not(None))).first()
+            parent = s.get(Incident, inc.parent_id)
+            if others is None and parent is not None and parent.open_key is not None:
+                parent.status, parent.open_key, parent.resolved_at = "resolved", None, utcnow()
+                parent.resolved_by, parent.resolution = by, f"every affected tenant recovered ({how})"
+                parent.version += 1
+                s.add(parent)
+        if inc.message_ts or inc.parent_id:
+            target = inc.parent_id or inc.id
+            self.jobs.enqueue("slack.sync", {"incident": target}, lane=f"msg:{target}",
+                              coalesce=f"sync:{target}", session=s)
+
+    def resolve(self, incident_id: str, *, by: str, how: str) -> Incident | None:
+        """Resolve once; returns the incident if this call resolved it, None if it was already resolved."""
+        with self.db.session() as s:
+            inc = s.get(Incident, incident_id)
+            if inc is None or inc.status == "resolved":
+                return None
+            claimed = s.exec(update(Incident).where(Incident.id == incident_id, Incident.version == inc.version)
+                             .values(version=inc.version + 1)).rowcount == 1
+            if not claimed:
+                return None
+            s.refresh(inc)
+            self._resolve(s, inc, by=by, how=how)
+            if inc.platform:
+                for child in s.exec(select(Incident).where(Incident.parent_id == inc.id, Incident.open_key.is_not(None))):
+                    child.status, child.open_key, child.resolved_at = "resolved", None, utcnow()
+                    child.resolved_by, child.resolution = by, how
+                    s.add(child)
+            return inc
+
+    def snooze(self, incident_id: str, *, until: datetime, by: str) -> Incident | None:
+        with self.db.session() as s:
+            inc = s.get(Incident, incident_id)
+            if inc is None or inc.status == "resolved":
+                return None
+            inc.status, inc.snoozed_until, inc.snoozed_by = "snoozed", until, by
+            inc.version += 1
+            s.add(inc)
+            self.jobs.enqueue("slack.sync", {"incident": inc.id}, lane=f"msg:{inc.id}", coalesce=f"sync:{inc.id}", session=s)
+            return inc
+
+    def apply_diagnosis(self, incident_id: str, *, cause: str, summary: str, diagnosis_id: int | None,
+                        resolved: bool, resolution: str, app_wide: bool, worse: bool) -> tuple[str, Incident | None]:
+        """Record a diagnosis on an incident. Returns (what happened, the incident whose message to sync).
+
+        what: resolved | resolved_silently | folded | updated | quiet | gone
+        """
+        with self.db.session() as s:
+            inc = s.get(Incident, incident_id)
+            if inc is None or inc.status == "resolved":
+                return "gone", None
+            previous = inc.cause
+            inc.diagnosis_id = diagnosis_id
+            inc.summary = summary
+            inc.version += 1
+            if resolved:
+                had_message = bool(inc.message_ts or inc.parent_id)
+                self._resolve(s, inc, by="bot", how=resolution)
+                return ("resolved" if had_message else "resolved_silently"), inc
+            inc.cause = cause
+            if inc.status == "snoozed" and inc.snoozed_until and inc.snoozed_until <= utcnow():
+                inc.status, inc.snoozed_until = "open", None
+            if inc.status == "snoozed" and worse and previous != cause:
+                inc.status, inc.snoozed_until = "open", None   # a snooze holds only while nothing gets worse
+            if app_wide:
+                parent = s.exec(select(Incident).where(Incident.open_key == platform_key(cause))).first()
+                if parent is None:
+                    parent = Incident(id=new_incident_id(), platform=True, cause=cause, open_key=platform_key(cause),
+                                      summary=summary, last_event_at=inc.last_event_at)
+                if inc.tenant_id not in parent.affected:
+                    parent.affected = [*parent.affected, inc.tenant_id]
+                parent.failures += 1
+                parent.last_seen_at = utcnow()
+                parent.summary = summary
+                parent.version += 1
+                s.add(parent)
+                s.flush()
+                inc.parent_id = parent.id
+                s.add(inc)
+                self.jobs.enqueue("slack.sync", {"incident": parent.id}, lane=f"msg:{parent.id}",
+                                  coalesce=f"sync:{parent.id}", session=s)
+                return "folded", parent
+            if inc.parent_id is not None:
+                inc.parent_id = None    # no longer app-wide: it gets its own message
+            s.add(inc)
+            if inc.status == "snoozed":
+                return "quiet", inc
+            self.jobs.enqueue("slack.sync", {"incident": inc.id}, lane=f"msg:{inc.id}", coalesce=f"sync:{inc.id}", session=s)
+            return "updated", inc
+
+    def set_message(self, incident_id: str, channel: str, ts: str) -> bool:
+        """Remember the alert's channel and ts once (only the first post wins)."""
+        with self.db.session() as s:
+            return s.exec(update(Incident).where(Incident.id == incident_id, Incident.message_ts.is_(None))
+                          .values(channel=channel, message_ts=ts)).rowcount == 1
