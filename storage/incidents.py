@@ -203,6 +203,7 @@ class Incidents:
             inc.summary = summary
             inc.version += 1
             if resolved:
+                inc.cause = cause
                 had_message = bool(inc.message_ts or inc.parent_id)
                 self._resolve(s, inc, by="bot", how=resolution)
                 return ("resolved" if had_message else "resolved_silently"), inc

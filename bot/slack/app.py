@@ -35,7 +35,7 @@ def _routes(bot) -> tuple[dict, dict]:
 
 def build_slack(bot):
     settings = bot.settings
-    app = AsyncApp(client=bot.slack, token=settings.slack_bot_token or None,
+    app = AsyncApp(client=bot.slack,
                    signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
                    request_verification_enabled=not settings.socket_mode,
                    ignoring_self_events_enabled=True)
@@ -70,7 +70,8 @@ def build_slack(bot):
         except Exception:
             log.exception("/fortnox %s failed", parsed.name)
             answer = ephemeral("Something went wrong handling that command. It was logged; please try again.")
-        await ack(**answer)
+        # ack() takes only what goes into the HTTP answer; response_url-only keys stay out.
+        await ack(**{k: v for k, v in answer.items() if k in ("text", "blocks", "response_type")})
 
     @app.action(re.compile(r".*"))
     async def any_action(ack, body, action, respond):

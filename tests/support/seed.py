@@ -62,6 +62,7 @@ def signed_webhook(body: bytes | str | dict, *, secret: str = WEBHOOK_SECRET, ms
     ts = int(timestamp if timestamp is not None else time.time())
     msg_id = msg_id or f"msg_{secrets.token_hex(6)}"
     signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, timezone.utc), raw.decode("utf-8", "replace"))
+    # Built here rather than with bot.webhooks.signing so tests can sign bodies that are not UTF-8 JSON.
     return raw, {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature,
                  "content-type": content_type}
 
