@@ -7,14 +7,17 @@ the signed webhook; we print what the bot concluded and the Block Kit it posted.
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import secrets
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote
+from html.parser import HTMLParser
+from urllib.parse import quote, urljoin
 
 import httpx
 from cryptography.fernet import Fernet
@@ -159,11 +162,94 @@ def run() -> int:
             if answers:
                 say(f"   then, through the response_url: {answers[-1].get('text')}")
 
-            posts = len(slack.calls_to("chat.postMessage"))
-            say(f"\nDone: {len(TENANTS) + 1} tenants, {posts} Slack posts, "
+            _fix_loop(server, slack, sandbox)
+
+            posts = slack.calls_to("chat.postMessage")
+            alerts = sum(1 for c in posts if not c.args.get("thread_ts"))
+            say(f"\nDone: {len(TENANTS) + 1} tenants, {alerts} alerts, {len(posts) - alerts} thread replies, "
                 f"{len(slack.calls_to('chat.update'))} message updates, "
                 f"{sum(1 for c in sandbox.world.token_calls if c['grant_type'] == 'refresh_token')} token refreshes.")
     return 0
+
+
+_LINK = re.compile(r"https?://\S+/auth\?\S+")
+
+
+class _Form(HTMLParser):
+    """Reads the sandbox's consent form the way a browser would submit it."""
+
+    def __init__(self):
+        super().__init__()
+        self.action, self.fields = "", {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.action = a.get("action", "")
+        if tag == "input" and a.get("name"):
+            self.fields[a["name"]] = a.get("value") or ""
+
+
+def _click(server: BotServer, slack: SlackStandin, inc, action_id: str, value: str, user: str) -> httpx.Response:
+    key = f"demo-{action_id}-{user}"
+    body, headers = slack_requests.block_action(SIGNING_SECRET, action_id=action_id, value=value, user_id=user,
+                                                channel_id=inc.channel, message_ts=inc.message_ts,
+                                                response_url=slack.response_url(key))
+    before = len(slack.calls)
+    answer = httpx.post(f"{server.url}/slack/events", content=body, headers=headers, timeout=10)
+    # Slack gets its ack first; the click's work goes on after it. Wait until it has said or queued something.
+    deadline = time.monotonic() + 10
+    while len(slack.calls) == before and not slack.responses(key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.drain(60)
+    return answer
+
+
+def _fix_loop(server: BotServer, slack: SlackStandin, sandbox: SandboxServer) -> None:
+    store = server.bot.store
+    inc = store.incidents.live_for_tenant("acme")
+    if inc is None or not inc.message_ts:
+        say("\n5. (skipped: acme has no open alert)")
+        return
+    say("\n5. Closing the loop for acme (the integration was removed in Fortnox):")
+    _click(server, slack, inc, "reactivation.request", inc.id, OPERATOR)
+    request = store.requests.latest_for_incident(inc.id)
+    say(f"   the operator clicks \"Request reactivation link\" -> request {request.id}: {request.status}")
+    _click(server, slack, inc, "reactivation.approve", request.id, OPERATOR)
+    refusal = slack.responses(f"demo-reactivation.approve-{OPERATOR}")
+    say(f"   the operator tries to approve it too -> refused: {refusal[-1].get('text', '')[:90] if refusal else '?'}")
+    _click(server, slack, inc, "reactivation.approve", request.id, ADMIN)
+    request = store.requests.latest_for_incident(inc.id)
+    answer = slack.responses(f"demo-reactivation.approve-{ADMIN}")
+    say(f"   an admin approves -> request {request.status}" + (f": {answer[-1].get('text', '')[:120]}" if answer else
+                                                              "; the consent link is posted in the alert's thread"))
+    links = {m for r in slack.thread(inc.channel, inc.message_ts) for m in _LINK.findall(html.unescape(r.text or ""))}
+    if not links:
+        say("   (no consent link found in the thread)")
+        return
+    link = sorted(links)[0]
+    say(f"   link: {link[:110]}…")
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(link)
+        form = _Form()
+        form.feed(page.text)
+        data = {**form.fields, "tenant_id": "5550001", "user_id": "1", "action": "approve"}
+        redirect = browser.post(urljoin(link, form.action), data=data)
+        say(f"   the customer's admin logs in to Fortnox and clicks \"Godkänn & aktivera\" -> "
+            f"HTTP {redirect.status_code} back to the bot")
+        landing = browser.get(redirect.headers["location"])
+    title = re.search(r"<title>(.*?)</title>", landing.text, re.S)
+    say(f"   the bot's callback page: HTTP {landing.status_code} \"{html.unescape(title.group(1).strip()) if title else ''}\"")
+    server.drain(60)
+    inc = store.incidents.get(inc.id)
+    say(f"   incident {inc.id}: {inc.status} by {inc.resolved_by} ({inc.resolution})")
+    message = slack.messages.get((inc.channel, inc.message_ts))
+    if message is not None:
+        status = next((b["text"]["text"] for b in message.blocks if b.get("type") == "section"), "")
+        say(f"   the alert now reads: {html.unescape(status)[:120]}")
+    say("   audit trail (fortnox-bot audit acme):")
+    for row in store.audit.for_tenant("acme"):
+        say(f"     {row.at:%H:%M:%S} {row.action:<20} {row.actor}")
 
 
 def main() -> int:

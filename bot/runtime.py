@@ -40,6 +40,7 @@ def build_runtime(settings: Settings, store: Store | None = None, *, transport=N
         client_id=settings.fortnox_client_id, client_secret=settings.fortnox_client_secret,
         auth_url=settings.fortnox_auth_url, api_url=settings.fortnox_api_url,
         redirect_uri=settings.fortnox_redirect_uri, limiter=RateLimiter(*FORTNOX_RATE), transport=transport,
+        timeout=settings.http_timeout_seconds,
     )
-    tokens = TokenManager(store, client)
+    tokens = TokenManager(store, client, lease=settings.refresh_lease_seconds)
     return Runtime(settings, store, client, tokens, Diagnoser(store, client, tokens, settings))

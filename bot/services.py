@@ -4,16 +4,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.aio import run_db
+from bot.fix.service import FixService
 from bot.incidents.service import IncidentService
 from bot.jobs.worker import Worker
 from bot.runtime import build_runtime, open_store
 from bot.settings import Settings
+from bot.slack import fix_actions
 from bot.slack.delivery import SlackDelivery
+from bot.slack.fix_notes import SlackNotes
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +26,8 @@ MAINTENANCE_EVERY = 600.0
 
 
 def make_slack_client(settings: Settings) -> AsyncWebClient:
-    client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.slack_api_url, timeout=10)
+    client = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.slack_api_url,
+                            timeout=settings.http_timeout_seconds)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
     return client
@@ -37,7 +42,7 @@ class Bot:
         self.runtime = build_runtime(settings, store, transport=fortnox_transport)
         self.store = self.runtime.store
         self.slack = slack_client or make_slack_client(settings)
-        self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify)
+        self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify, notes=SlackNotes(self))
         self.delivery = SlackDelivery(self)
         self.handlers = {
             "diagnose": self._diagnose_job,
@@ -46,10 +51,20 @@ class Bot:
             "slack.respond": self.delivery.respond,
             "refresh": self._refresh_job,
         }
-        self.worker = Worker(self.store, self.handlers, concurrency=worker_concurrency, poll=worker_poll)
+        self.worker = Worker(self.store, self.handlers, concurrency=worker_concurrency, poll=worker_poll,
+                             lease=settings.job_lease_seconds)
         self._maintenance = maintenance
         self._tasks: list[asyncio.Task] = []
         self.extensions: dict[str, object] = {}
+        self._install_fix_loop()
+
+    def _install_fix_loop(self) -> None:
+        """Reactivation requests, consent callback, replay (bot/fix); their Slack side is bot/slack/fix_actions.py."""
+        self.fix = FixService(self.settings, self.store, self.runtime, self.incidents, notes=SlackNotes(self),
+                              notify=self.notify)
+        self.handlers.update(self.fix.job_handlers())
+        self.handlers.update({kind: partial(job, self) for kind, job in fix_actions.JOBS.items()})
+        self.extensions.setdefault("slack_routes", []).append(fix_actions.ROUTES)
 
     def notify(self) -> None:
         self.worker.notify()
@@ -69,7 +84,7 @@ class Bot:
     async def _diagnose_job(self, payload: dict) -> None:
         if payload.get("incident"):
             await self.incidents.diagnose_incident(payload["incident"], trigger=payload.get("trigger", "webhook"),
-                                                   actor=payload.get("user", "bot"))
+                                                   actor=payload.get("user", "bot"), announce=payload.get("announce", True))
             return
         handler = self.extensions.get("diagnose_request")
         if handler is None:
@@ -95,6 +110,7 @@ class Bot:
                                  coalesce=f"refresh:{tenant_id}")
                 await run_db(self.store.slack_events.forget_older_than, timedelta(days=2))
                 await run_db(self.store.jobs.purge_done, timedelta(days=7))
+                await self.fix.maintain()   # reactivation requests nobody decided in time expire
             except Exception as exc:
                 log.warning("maintenance failed: %s", type(exc).__name__)
             await asyncio.sleep(MAINTENANCE_EVERY)

@@ -48,6 +48,11 @@ class Settings:
     platform_replay_url: str = ""
     host: str = "127.0.0.1"
     port: int = 3000
+    # Operational tuning, not in CONTRACT.md (docs/replicas.md): env FORTNOX_BOT_JOB_LEASE_SECONDS,
+    # FORTNOX_BOT_REFRESH_LEASE_SECONDS, FORTNOX_BOT_HTTP_TIMEOUT_SECONDS.
+    job_lease_seconds: float = 120.0       # a dead replica's jobs are taken over after this long
+    refresh_lease_seconds: float = 60.0    # a refresh lease older than this was abandoned (F-D1)
+    http_timeout_seconds: float = 10.0     # per call to Slack's Web API and to Fortnox
 
     @property
     def socket_mode(self) -> bool:
@@ -178,4 +183,14 @@ def load_settings(env: dict[str, str] | None = None, *, need: str = "none", dote
         kw["port"] = _number("PORT", get("PORT"), kind=int, minimum=0)
         if kw["port"] > 65535:
             raise SettingsError("PORT", f"must be at most 65535, got {get('PORT')!r}")
+    for name, attr in (("FORTNOX_BOT_JOB_LEASE_SECONDS", "job_lease_seconds"),
+                       ("FORTNOX_BOT_REFRESH_LEASE_SECONDS", "refresh_lease_seconds"),
+                       ("FORTNOX_BOT_HTTP_TIMEOUT_SECONDS", "http_timeout_seconds")):
+        if get(name):
+            kw[attr] = _number(name, get(name), minimum=0.1)
+    timeout = kw.get("http_timeout_seconds", Settings.http_timeout_seconds)
+    if kw.get("refresh_lease_seconds", Settings.refresh_lease_seconds) <= timeout:
+        # A refresh still waiting for Fortnox must never look abandoned to another replica.
+        raise SettingsError("FORTNOX_BOT_REFRESH_LEASE_SECONDS",
+                            f"must be longer than the HTTP timeout ({timeout:g} s)")
     return Settings(**kw)

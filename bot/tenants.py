@@ -66,8 +66,21 @@ def spec(tenant: str, name: str | None = None, channel: str | None = None, kinds
     return TenantSpec(tid, (name or "").strip() or tid, check_channel(channel), parse_kinds(kinds))
 
 
+COLUMNS = ("tenant", "name", "channel", "kinds")
+
+
+def _text_field(row: dict, key: str) -> str | None:
+    value = row.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise TenantInputError(f"{key} must be a string")
+
+
 def parse_import(text: str, filename: str = "") -> list[TenantSpec]:
-    """CSV with header tenant,name,channel,kinds (kinds space-separated) or a JSON list of objects."""
+    """CSV with header tenant,name,channel,kinds (kinds space-separated) or a JSON list of objects.
+
+    All or nothing: the first bad row raises, naming its line (CSV) or item (JSON) and the tenant.
+    """
     stripped = text.lstrip("\ufeff").strip()
     if not stripped:
         raise TenantInputError("the file is empty")
@@ -78,25 +91,39 @@ def parse_import(text: str, filename: str = "") -> list[TenantSpec]:
             raise TenantInputError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(data, list):
             raise TenantInputError("JSON must be a list of objects with tenant, name, channel, kinds")
-        rows = data
+        rows = [(f"item {i}", row) for i, row in enumerate(data, 1)]
     else:
         reader = csv.DictReader(io.StringIO(stripped))
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        if "tenant" not in header:
-            raise TenantInputError("CSV needs a header line: tenant,name,channel,kinds")
+        header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+        unknown = [h for h in header if h not in COLUMNS]
+        if "tenant" not in header or unknown:
+            extra = f" (unknown: {', '.join(repr(h) for h in unknown)})" if unknown else ""
+            raise TenantInputError(f"CSV needs the header line tenant,name,channel,kinds{extra}")
         reader.fieldnames = header
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            if None in row:   # more cells than header columns: a kinds list with commas, usually
+                raise TenantInputError(f"line {reader.line_num}: more cells than columns; separate kinds with "
+                                       "spaces, not commas")
+            rows.append((f"line {reader.line_num}", row))
+    if not rows:
+        raise TenantInputError("the file lists no tenants")
     specs, seen = [], set()
-    for i, row in enumerate(rows, 1):
-        where = f"row {i}"
+    for where, row in rows:
         if not isinstance(row, dict):
-            raise TenantInputError(f"{where}: expected an object")
+            raise TenantInputError(f"{where}: expected an object with tenant, name, channel, kinds")
+        tenant = row.get("tenant")
+        label = f"{where} (tenant {tenant!r})" if isinstance(tenant, str) and tenant.strip() else where
         try:
-            s = spec(str(row.get("tenant") or ""), row.get("name"), row.get("channel"), row.get("kinds"))
+            unknown = sorted(k for k in row if k not in COLUMNS)
+            if unknown:
+                raise TenantInputError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected {', '.join(COLUMNS)}")
+            s = spec(_text_field(row, "tenant") or "", _text_field(row, "name"), _text_field(row, "channel"),
+                     row.get("kinds"))
         except TenantInputError as exc:
-            raise TenantInputError(f"{where}: {exc}") from None
+            raise TenantInputError(f"{label}: {exc}") from None
         if s.tenant in seen:
-            raise TenantInputError(f"{where}: tenant {s.tenant!r} appears twice")
+            raise TenantInputError(f"{label}: tenant {s.tenant!r} appears twice")
         seen.add(s.tenant)
         specs.append(s)
     return specs

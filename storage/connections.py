@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, update
 from sqlmodel import select
 
-from storage.crypto import CipherError
+from storage.crypto import CipherError, looks_like_fernet
 from storage.db import Database
 from storage.models import Connection
 from storage.types import utcnow
@@ -76,22 +76,36 @@ class Connections:
         )
 
     def other_tenants_decrypt(self, exclude: str, sample: int = 3) -> bool | None:
-        """Do other tenants' tokens decrypt? None when there is no other to try.
-
-        Tells a wrong ENCRYPTION_KEY (nothing decrypts: the bot's fault) from one corrupted row.
-        """
+        """Do other tenants' tokens decrypt? None when there is no other to try."""
         with self.db.session() as s:
-            rows = list(s.exec(select(Connection).where(Connection.tenant_id != exclude,
-                                                        Connection.access_token_enc.is_not(None)).limit(sample)))
+            rows = list(s.exec(select(Connection).where(
+                Connection.tenant_id != exclude,
+                or_(Connection.access_token_enc.is_not(None), Connection.legacy_token_enc.is_not(None))).limit(sample)))
         if not rows:
             return None
         for row in rows:
             try:
-                self.cipher.decrypt(row.access_token_enc)
+                self.cipher.decrypt(row.access_token_enc or row.legacy_token_enc)
                 return True
             except CipherError:
                 continue
         return False
+
+    def key_mismatch(self, tenant_id: str) -> bool:
+        """Does a decrypt failure of this tenant point at ENCRYPTION_KEY rather than at one corrupted row?
+
+        Yes when other tenants' tokens fail too; with no other tenant, when this row's ciphertexts are all
+        intact Fernet tokens (written under a key that is no longer configured; corruption breaks the format).
+        """
+        others = self.other_tenants_decrypt(tenant_id)
+        if others is not None:
+            return not others
+        with self.db.session() as s:
+            row = s.get(Connection, tenant_id)
+        if row is None:
+            return False
+        values = [v for v in (row.access_token_enc, row.refresh_token_enc, row.legacy_token_enc) if v]
+        return bool(values) and all(looks_like_fernet(v) for v in values)
 
     def store_tokens(self, tenant_id: str, *, access_token: str, refresh_token: str | None,
                      expires_at: datetime, scopes, mode: str = "oauth", company_id: str | None = None,
@@ -168,14 +182,19 @@ class Connections:
         with self.db.session() as s:
             s.exec(stmt)
 
-    def mark(self, tenant_id: str, state: str, reason: str, *, owner: str | None = None) -> None:
-        """Mark the grant dead or its rotation lost (and drop the lease if we held it)."""
+    def mark(self, tenant_id: str, state: str, reason: str, *, owner: str | None = None) -> bool:
+        """Mark the grant dead or its rotation lost.
+
+        With `owner`: only while that owner still holds the lease (which is then dropped), so a worker
+        whose lease was taken over, or whose new tokens were saved after all, marks nothing.
+        """
         values = dict(state=state, state_reason=reason, updated_at=utcnow())
         stmt = update(Connection).where(Connection.tenant_id == tenant_id)
         if owner is not None:
+            stmt = stmt.where(Connection.refresh_owner == owner)
             values.update(refresh_owner=None, refresh_started_at=None)
         with self.db.session() as s:
-            s.exec(stmt.values(**values))
+            return s.exec(stmt.values(**values)).rowcount == 1
 
     def mark_stale_lease(self, tenant_id: str, lease: timedelta, reason: str) -> bool:
         """A lease abandoned past its time: the refresh token may be spent. Marks rotation lost once."""

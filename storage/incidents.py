@@ -15,6 +15,10 @@ from storage.models import ExportEvent, Incident
 from storage.types import utcnow
 
 MAX_KINDS = 20
+SUCCEEDED = "export.succeeded: a later export went through"
+# Repeated failures re-diagnose a tenant at most this often. Fortnox allows 25 calls per 5 s per tenant,
+# and Slack about one chat.update per second: a burst of 100 failures must not become 100 diagnoses.
+REDIAGNOSE_EVERY = 2.0
 
 
 def new_incident_id() -> str:
@@ -29,17 +33,23 @@ def platform_key(cause: str) -> str:
     return f"p:{cause}"
 
 
+class _Raced(Exception):
+    """The incident changed between reading it and locking it; the unit of work starts over."""
+
+
 @dataclass(frozen=True)
 class Ingested:
     incident_id: str | None
     duplicate: bool
     created: bool = False
+    resolved: bool = False     # an export.succeeded that resolved the tenant's live incident
 
 
 class Incidents:
     def __init__(self, db: Database, jobs: Jobs):
         self.db = db
         self.jobs = jobs
+        self.rediagnose_every = REDIAGNOSE_EVERY
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, incident_id: str) -> Incident | None:
@@ -57,7 +67,7 @@ class Incidents:
 
     def children(self, platform_id: str) -> list[Incident]:
         with self.db.session() as s:
-            return list(s.exec(select(Incident).where(Incident.parent_id == platform_id)))
+            return list(s.exec(select(Incident).where(Incident.parent_id == platform_id).order_by(Incident.tenant_id)))
 
     def events(self, incident_id: str, limit: int = 200) -> list[ExportEvent]:
         with self.db.session() as s:
@@ -79,14 +89,33 @@ class Incidents:
 
         The event's primary key is its body id, so a repeat — even a concurrent one — cannot be stored twice.
         """
-        for _ in range(3):   # retry the rare race where two replicas open the same tenant's incident
+        for _ in range(3):   # retry the rare races: two replicas open one incident, or it resolved meanwhile
             try:
                 return self._ingest(event, diagnose_delay)
+            except _Raced:
+                continue
             except IntegrityError:
                 existing = self.event_incident(event.id)
                 if existing is not None or self._event_exists(event.id):
                     return Ingested(existing, duplicate=True)
         raise RuntimeError("could not store the event after 3 attempts")
+
+    @staticmethod
+    def _lock(s, inc: Incident) -> Incident:
+        """Hold the incident's row until commit and re-read it, so concurrent ingests and diagnoses apply one
+        after the other instead of losing each other's counts. An UPDATE is the lock that works on SQLite
+        (the database write lock) and PostgreSQL (the row lock) alike."""
+        s.exec(update(Incident).where(Incident.id == inc.id).values(version=Incident.version + 1))
+        s.refresh(inc)
+        return inc
+
+    def _settle(self, inc: Incident) -> float:
+        """Seconds to wait before re-diagnosing an incident just diagnosed: a burst of failures then costs one
+        diagnosis (a few Fortnox calls, one message update) per REDIAGNOSE_EVERY, not one per failure."""
+        if inc.diagnosed_at is None:
+            return 0.0
+        since = (utcnow() - inc.diagnosed_at).total_seconds()
+        return min(self.rediagnose_every, max(0.0, self.rediagnose_every - since))
 
     def _event_exists(self, event_id: str) -> bool:
         with self.db.session() as s:
@@ -98,14 +127,18 @@ class Incidents:
                 return Ingested(s.get(ExportEvent, event.id).incident_id, duplicate=True)
             row = ExportEvent(**event.model_dump())
             live = s.exec(select(Incident).where(Incident.open_key == tenant_key(event.tenant_id))).first()
+            if live is not None and self._lock(s, live).open_key is None:
+                raise _Raced()   # resolved between the read and the lock: start over
             created = False
             if event.type == "export.succeeded":
-                if live is not None and (live.last_event_at is None or event.occurred_at >= live.last_event_at):
-                    self._resolve(s, live, by="platform", how="export.succeeded")
+                resolves = live is not None and (live.last_event_at is None or event.occurred_at >= live.last_event_at)
+                if resolves:
+                    # It recovered when that export went through: later failures reopen, earlier ones do not.
+                    self._resolve(s, live, by="platform", how=SUCCEEDED, at=min(event.occurred_at, utcnow()))
                 row.incident_id = live.id if live else None
                 s.add(row)
                 s.flush()
-                return Ingested(row.incident_id, duplicate=False)
+                return Ingested(row.incident_id, duplicate=False, resolved=resolves)
             if live is None:
                 last = s.exec(select(Incident).where(Incident.tenant_id == event.tenant_id, Incident.platform == False)  # noqa: E712
                               .order_by(Incident.resolved_at.desc()).limit(1)).first()
@@ -129,28 +162,33 @@ class Incidents:
             row.incident_id = live.id
             s.add(row)
             s.flush()
+            if not created:
+                diagnose_delay = max(diagnose_delay, self._settle(live))
             self.jobs.enqueue("diagnose", {"tenant": event.tenant_id, "incident": live.id, "trigger": "webhook"},
                               coalesce=f"diagnose:{event.tenant_id}", delay=diagnose_delay, session=s)
             return Ingested(live.id, duplicate=False, created=created)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def _resolve(self, s, inc: Incident, *, by: str, how: str) -> None:
+    def _resolve(self, s, inc: Incident, *, by: str, how: str, at: datetime | None = None) -> None:
         inc.status = "resolved"
         inc.open_key = None
-        inc.resolved_at = utcnow()
+        inc.resolved_at = at or utcnow()
         inc.resolved_by = by
         inc.resolution = how
         inc.snoozed_until = None
         inc.version += 1
         s.add(inc)
         if inc.parent_id:
-            # The platform incident resolves when its last live tenant does.
+            # The platform incident resolves when its last live tenant does. Its lock makes tenants recovering
+            # at the same moment see each other (else each would think another is still failing).
+            parent = s.get(Incident, inc.parent_id)
+            if parent is not None:
+                self._lock(s, parent)
             others = s.exec(select(Incident.id).where(Incident.parent_id == inc.parent_id, Incident.id != inc.id,
                                                       Incident.open_key.is_not(None))).first()
-            parent = s.get(Incident, inc.parent_id)
             if others is None and parent is not None and parent.open_key is not None:
                 parent.status, parent.open_key, parent.resolved_at = "resolved", None, utcnow()
-                parent.resolved_by, parent.resolution = by, f"every affected tenant recovered ({how})"
+                parent.resolved_by, parent.resolution = by, f"every affected tenant recovered; the last by {how}"
                 parent.version += 1
                 s.add(parent)
         if inc.message_ts or inc.parent_id:
@@ -164,11 +202,10 @@ class Incidents:
             inc = s.get(Incident, incident_id)
             if inc is None or inc.status == "resolved":
                 return None
-            claimed = s.exec(update(Incident).where(Incident.id == incident_id, Incident.version == inc.version)
-                             .values(version=inc.version + 1)).rowcount == 1
-            if not claimed:
-                return None
-            s.refresh(inc)
+            if inc.platform:   # its tenants first: the order in which a recovering tenant locks them
+                s.exec(update(Incident).where(Incident.parent_id == inc.id).values(version=Incident.version + 1))
+            if self._lock(s, inc).status == "resolved":
+                return None   # another click (or recovery) won a moment ago
             self._resolve(s, inc, by=by, how=how)
             if inc.platform:
                 for child in s.exec(select(Incident).where(Incident.parent_id == inc.id, Incident.open_key.is_not(None))):
@@ -180,7 +217,7 @@ class Incidents:
     def snooze(self, incident_id: str, *, until: datetime, by: str) -> Incident | None:
         with self.db.session() as s:
             inc = s.get(Incident, incident_id)
-            if inc is None or inc.status == "resolved":
+            if inc is None or inc.status == "resolved" or self._lock(s, inc).status == "resolved":
                 return None
             inc.status, inc.snoozed_until, inc.snoozed_by = "snoozed", until, by
             inc.version += 1
@@ -192,13 +229,26 @@ class Incidents:
                         resolved: bool, resolution: str, app_wide: bool, worse: bool) -> tuple[str, Incident | None]:
         """Record a diagnosis on an incident. Returns (what happened, the incident whose message to sync).
 
-        what: resolved | resolved_silently | folded | updated | quiet | gone
+        what: resolved | resolved_silently | folded | updated | woken (a snooze ended: worse cause) | quiet | gone
         """
+        for _ in range(3):
+            try:
+                return self._apply_diagnosis(incident_id, cause=cause, summary=summary, diagnosis_id=diagnosis_id,
+                                             resolved=resolved, resolution=resolution, app_wide=app_wide, worse=worse)
+            except _Raced:
+                continue   # the platform incident resolved between finding and locking it
+        raise RuntimeError(f"could not apply the diagnosis to {incident_id} after 3 attempts")
+
+    def _apply_diagnosis(self, incident_id: str, *, cause: str, summary: str, diagnosis_id: int | None,
+                         resolved: bool, resolution: str, app_wide: bool, worse: bool) -> tuple[str, Incident | None]:
+        # Created in its own transaction first: tenants of a storm fold into it concurrently.
+        parent_id = self._platform_incident(cause, summary) if app_wide and not resolved else None
         with self.db.session() as s:
             inc = s.get(Incident, incident_id)
-            if inc is None or inc.status == "resolved":
+            if inc is None or inc.status == "resolved" or self._lock(s, inc).status == "resolved":
                 return "gone", None
             previous = inc.cause
+            inc.diagnosed_at = utcnow()
             inc.diagnosis_id = diagnosis_id
             inc.summary = summary
             inc.version += 1
@@ -208,15 +258,16 @@ class Incidents:
                 self._resolve(s, inc, by="bot", how=resolution)
                 return ("resolved" if had_message else "resolved_silently"), inc
             inc.cause = cause
+            woken = False
             if inc.status == "snoozed" and inc.snoozed_until and inc.snoozed_until <= utcnow():
                 inc.status, inc.snoozed_until = "open", None
             if inc.status == "snoozed" and worse and previous != cause:
                 inc.status, inc.snoozed_until = "open", None   # a snooze holds only while nothing gets worse
-            if app_wide:
-                parent = s.exec(select(Incident).where(Incident.open_key == platform_key(cause))).first()
-                if parent is None:
-                    parent = Incident(id=new_incident_id(), platform=True, cause=cause, open_key=platform_key(cause),
-                                      summary=summary, last_event_at=inc.last_event_at)
+                woken = True
+            parent = s.get(Incident, parent_id) if parent_id else None
+            if parent is not None:
+                if self._lock(s, parent).open_key is None:
+                    raise _Raced()
                 if inc.tenant_id not in parent.affected:
                     parent.affected = [*parent.affected, inc.tenant_id]
                 parent.failures += 1
@@ -236,10 +287,33 @@ class Incidents:
             if inc.status == "snoozed":
                 return "quiet", inc
             self.jobs.enqueue("slack.sync", {"incident": inc.id}, lane=f"msg:{inc.id}", coalesce=f"sync:{inc.id}", session=s)
-            return "updated", inc
+            return ("woken" if woken else "updated"), inc
 
-    def set_message(self, incident_id: str, channel: str, ts: str) -> bool:
-        """Remember the alert's channel and ts once (only the first post wins)."""
+    def _platform_incident(self, cause: str, summary: str) -> str:
+        """The live platform incident for an app-wide cause, created if there is none (one wins a race)."""
+        for _ in range(3):
+            with self.db.session() as s:
+                found = s.exec(select(Incident.id).where(Incident.open_key == platform_key(cause))).first()
+                if found is not None:
+                    return found
+            try:
+                with self.db.session() as s:
+                    parent = Incident(id=new_incident_id(), platform=True, cause=cause, open_key=platform_key(cause),
+                                      summary=summary)
+                    s.add(parent)
+                return parent.id
+            except IntegrityError:
+                continue   # another tenant's diagnosis created it a moment ago
+        raise RuntimeError(f"could not open the platform incident for {cause}")
+
+    def begin_post(self, incident_id: str) -> None:
+        """Note that the alert is about to be posted (see Incident.post_started_at)."""
+        with self.db.session() as s:
+            s.exec(update(Incident).where(Incident.id == incident_id, Incident.message_ts.is_(None))
+                   .values(post_started_at=utcnow()))
+
+    def set_message(self, incident_id: str, channel: str, ts: str, *, note: str | None = None) -> bool:
+        """Remember the alert's channel and ts once (only the first post wins), and why it is in that channel."""
         with self.db.session() as s:
             return s.exec(update(Incident).where(Incident.id == incident_id, Incident.message_ts.is_(None))
-                          .values(channel=channel, message_ts=ts)).rowcount == 1
+                          .values(channel=channel, message_ts=ts, channel_note=note)).rowcount == 1

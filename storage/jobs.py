@@ -23,20 +23,27 @@ class Jobs:
         job = Job(kind=kind, payload=payload, lane=lane, pending_key=coalesce,
                   run_after=utcnow() + timedelta(seconds=delay))
         if session is not None:
-            if coalesce is not None and session.exec(select(Job.id).where(Job.pending_key == coalesce)).first():
+            if coalesce is not None and self._absorbed(session, coalesce):
                 return None
             session.add(job)
             session.flush()
             return job.id
         try:
             with self.db.session() as s:
-                if coalesce is not None and s.exec(select(Job.id).where(Job.pending_key == coalesce)).first():
+                if coalesce is not None and self._absorbed(s, coalesce):
                     return None
                 s.add(job)
                 s.flush()
                 return job.id
         except IntegrityError:
             return None   # another replica enqueued the same key at the same moment
+
+    @staticmethod
+    def _absorbed(s, coalesce: str) -> bool:
+        """Is a job pending under this key? It is locked until the caller commits: a worker claiming it waits,
+        so the job runs after the change it now stands for (else it could read the state from before the
+        change, and the change would never be shown). SQLite's single writer gives the same order by itself."""
+        return s.exec(select(Job.id).where(Job.pending_key == coalesce).with_for_update()).first() is not None
 
     def claim(self, worker: str, *, limit: int = 10, lease: float = 120.0, kinds: tuple[str, ...] | None = None) -> list[Job]:
         """Claim ready jobs: pending (or running with an expired lease: its worker died), and first in their lane."""
@@ -62,6 +69,12 @@ class Jobs:
                 if s.exec(stmt).rowcount == 1:
                     claimed.append(s.get(Job, job_id))
         return claimed
+
+    def extend(self, job_ids: list[int], worker: str, lease: float) -> int:
+        """Push out the lease of jobs this worker still holds (its heartbeat)."""
+        with self.db.session() as s:
+            return s.exec(update(Job).where(Job.id.in_(job_ids), Job.locked_by == worker, Job.status == "running")
+                          .values(locked_until=utcnow() + timedelta(seconds=lease))).rowcount
 
     def finish(self, job_id: int, worker: str) -> None:
         with self.db.session() as s:

@@ -92,6 +92,7 @@ class Incident(SQLModel, table=True):
     affected: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # platform: tenant ids
     parent_id: Optional[str] = Field(default=None, max_length=40)  # the platform incident a tenant was folded into
     diagnosis_id: Optional[int] = None
+    diagnosed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)  # paces re-diagnoses in a burst
     summary: str = Field(default="", sa_type=Text)
     snoozed_until: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     snoozed_by: Optional[str] = Field(default=None, max_length=64)
@@ -100,6 +101,11 @@ class Incident(SQLModel, table=True):
     resolution: Optional[str] = Field(default=None, sa_type=Text)
     channel: Optional[str] = Field(default=None, max_length=32)
     message_ts: Optional[str] = Field(default=None, max_length=32)
+    # Why the alert is not in the tenant's own channel (that channel refused it), shown on every update.
+    channel_note: Optional[str] = Field(default=None, sa_type=Text)
+    # When a post of the alert was last sent without its ts being saved yet: a retry after a crash or
+    # timeout looks for that post in the channel before posting again (Slack has no idempotency key).
+    post_started_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     version: int = 0
 
 
@@ -109,13 +115,16 @@ class ReactivationRequest(SQLModel, table=True):
     incident_id: Optional[str] = Field(default=None, index=True, max_length=40)
     tenant_id: str = Field(index=True, max_length=64)
     cause: str = Field(max_length=40)
-    status: str = Field(default="pending", max_length=16)  # pending | approved | denied | expired | consented | verified | failed
+    # pending | approved | denied | expired | consented | declined | verified | failed (storage/requests.py)
+    status: str = Field(default="pending", max_length=16)
     requested_by: str = Field(max_length=64)
     requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     decided_by: Optional[str] = Field(default=None, max_length=64)
     decided_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     link_issued_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    finished_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)   # declined, verified or failed
+    outcome: Optional[str] = Field(default=None, sa_type=Text)                   # why it ended, e.g. "wrong_company"
     # at most one live request per tenant (NULL once decided/finished)
     live_key: Optional[str] = Field(default=None, unique=True, max_length=64)
 

@@ -9,6 +9,7 @@ from storage.db import Database
 from storage.diagnoses import Diagnoses
 from storage.incidents import Incidents
 from storage.jobs import Jobs
+from storage.requests import Requests
 from storage.slack_events import SlackEvents
 from storage.tenants import Tenants
 
@@ -24,6 +25,7 @@ class Store:
         self.jobs = Jobs(self.db)
         self.incidents = Incidents(self.db, self.jobs)
         self.slack_events = SlackEvents(self.db)
+        self.requests = Requests(self.db, self.jobs, self.audit)
 
     def upgrade(self) -> None:
         from storage.migrate import upgrade

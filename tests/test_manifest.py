@@ -35,13 +35,16 @@ def test_slash_command_and_request_urls(manifest):
     interactivity = manifest["settings"]["interactivity"]
     assert interactivity["is_enabled"] is True
     assert interactivity["request_url"] == "https://YOUR-HOST/slack/events"
-    # Slack retries unanswered events, so the app subscribes to none.
-    assert "event_subscriptions" not in manifest["settings"]
+    # Slack retries unanswered events, so the app subscribes only to the one it handles (bot/slack/app.py).
+    assert manifest["settings"]["event_subscriptions"] == {
+        "request_url": "https://YOUR-HOST/slack/events", "bot_events": ["app_mention"]}
 
 
-def test_bot_scopes_are_exactly_the_four_needed(manifest):
+def test_bot_scopes_are_exactly_the_ones_needed(manifest):
+    # *:history lets a retry after a crash find an alert already posted (bot/slack/posted.py).
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(
-        ["commands", "chat:write", "chat:write.public", "usergroups:read"]
+        ["commands", "chat:write", "chat:write.public", "usergroups:read", "channels:history", "groups:history",
+         "app_mentions:read"]
     )
     assert "user" not in manifest["oauth_config"]["scopes"]
 

@@ -87,4 +87,4 @@ class Card:
     items: tuple[str, ...] = ()                  # e.g. failed exports or affected tenants; renderers cut with "…and N more"
     actions: tuple[Action, ...] = ()
     context: tuple[Text, ...] = ()               # footer lines
-    extra: dict = field(default_factory=dict)    # renderer hints (none required)
+    extra: dict = field(default_factory=dict)    # renderer hints (none required), e.g. "items_shown": 50

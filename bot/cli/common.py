@@ -4,15 +4,20 @@ from __future__ import annotations
 import asyncio
 
 from bot.runtime import build_runtime, open_store
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 
 
-def settings(need: str = "store") -> Settings:
-    return load_settings(need=need)
+def settings(need: str = "store", also: tuple[str, ...] = ()) -> Settings:
+    """Settings for a command; `also` names further settings it cannot run without (one clear line each)."""
+    s = load_settings(need=need)
+    for name in also:
+        if not getattr(s, name.lower()):
+            raise SettingsError(name, "is required but not set")
+    return s
 
 
-def store(need: str = "store", upgrade: bool = True):
-    s = settings(need)
+def store(need: str = "store", upgrade: bool = True, also: tuple[str, ...] = ()):
+    s = settings(need, also)
     return s, open_store(s, upgrade=upgrade)
 
 
@@ -27,4 +32,7 @@ def with_runtime(need: str, fn):
         finally:
             await rt.aclose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        st.close()

@@ -1,9 +1,10 @@
 """`fortnox-bot tenant add|set|list|import|credentials` and `fortnox-bot connect`."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bot import tenants as rules
@@ -23,8 +24,8 @@ def register(sub) -> None:
         p.add_argument("--name")
         p.add_argument("--channel", help="Slack channel ID for this tenant's alerts (default: ALERT_CHANNEL)")
         p.add_argument("--kinds", help="export kinds, comma-separated, e.g. invoice,customer")
-        p.add_argument("--service-account", action="store_true", default=None,
-                       help="consent links create a Fortnox service account")
+        p.add_argument("--service-account", action=argparse.BooleanOptionalAction, default=None,
+                       help="consent links create a Fortnox service account (approved by a system administrator)")
         p.add_argument("--company-id", help="the tenant's Fortnox company id (DatabaseNumber), if known")
         p.set_defaults(run=fn)
     p = tsub.add_parser("list", help="list tenants")
@@ -93,7 +94,8 @@ def _list(args) -> int:
     rows = st.tenants.list()
     modes = st.tenants.connection_modes()
     items = [{"tenant": t.id, "name": t.name, "channel": t.channel, "kinds": list(t.kinds),
-              "connection": modes.get(t.id, "none"), "service_account": t.service_account} for t in rows]
+              "connection": modes.get(t.id, "none"), "service_account": t.service_account, "company_id": t.company_id}
+             for t in rows]
     if args.json:
         print(json.dumps(items, ensure_ascii=False))
         return 0
@@ -141,8 +143,11 @@ def _parse_expiry(value, access_token: str) -> datetime:
         except (OverflowError, OSError, ValueError):
             raise UsageError("expires_at is out of range") from None
     if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():   # epoch seconds sent as a string
+            return _parse_expiry(int(text), access_token)
         try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise UsageError(f"expires_at {value!r} is not ISO 8601") from None
         if parsed.tzinfo is None:
@@ -151,62 +156,92 @@ def _parse_expiry(value, access_token: str) -> datetime:
     raise UsageError("expires_at must be ISO 8601 with an offset or epoch seconds")
 
 
-def _credentials(args) -> int:
-    try:
-        tid = rules.check_id(args.tenant)
-    except rules.TenantInputError as exc:
-        raise UsageError(str(exc)) from None
-    if sys.stdin.isatty():
+_OAUTH_KEYS = {"access_token", "refresh_token", "expires_at"}
+_SHAPES = '{"access_token", "refresh_token", "expires_at"?} or {"legacy_access_token"}'
+
+
+def _read_credentials() -> dict:
+    """The JSON object on standard input, validated before anything is stored."""
+    if sys.stdin is None or sys.stdin.isatty():
         print("paste the JSON, then Ctrl-D:", file=sys.stderr)
-    raw = sys.stdin.read()
+    raw = sys.stdin.read() if sys.stdin is not None else ""
+    if not raw.strip():
+        raise UsageError(f"nothing on standard input: pipe in {_SHAPES}; nothing was stored")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise UsageError(f"standard input is not JSON ({exc.msg}); nothing was stored") from None
     if not isinstance(data, dict):
-        raise UsageError('expected a JSON object: {"access_token", "refresh_token", "expires_at"?} or {"legacy_access_token"}')
-    _, st = common.store()
-    if st.tenants.get(tid) is None:
-        raise UsageError(f"tenant {tid!r} is not registered: fortnox-bot tenant add {tid} --kinds ...")
-    if "legacy_access_token" in data:
-        legacy = data["legacy_access_token"]
-        if not isinstance(legacy, str) or not legacy.strip():
-            raise UsageError("legacy_access_token must be a non-empty string")
-        st.connections.store_legacy(tid, legacy.strip())
-        print(f"stored a legacy credential for {tid} (encrypted); run `fortnox-bot diagnose {tid}` for migration steps")
-        return 0
-    access, refresh = data.get("access_token"), data.get("refresh_token")
-    if not isinstance(access, str) or not access.strip():
-        raise UsageError("access_token must be a non-empty string")
-    if refresh is not None and (not isinstance(refresh, str) or not refresh.strip()):
-        raise UsageError("refresh_token must be a non-empty string when given")
-    expires = _parse_expiry(data.get("expires_at"), access.strip())
-    claims = decode_claims(access.strip())
-    tenant = st.tenants.get(tid)
-    st.connections.store_tokens(
-        tid, access_token=access.strip(), refresh_token=refresh.strip() if refresh else None, expires_at=expires,
-        scopes=claims.scopes if claims else (), mode="service" if tenant.service_account and not refresh else "oauth",
-        company_id=claims.tenant_id if claims else None, user_id=claims.user_id if claims else None,
-        client_id=claims.client_id if claims else None)
-    st.audit.record("credentials_stored", actor="cli", tenant_id=tid)
-    print(f"stored credentials for {tid} (encrypted); access token expires {expires.isoformat()}")
-    return 0
+        raise UsageError(f"expected a JSON object: {_SHAPES}; nothing was stored")
+    allowed = {"legacy_access_token"} if "legacy_access_token" in data else _OAUTH_KEYS
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UsageError(f"unexpected key(s) {', '.join(map(repr, unknown))}: expected {_SHAPES}; nothing was stored")
+    return data
 
 
-def _connect(args) -> int:
-    s, st = common.store("fortnox")
+def _credentials(args) -> int:
     try:
         tid = rules.check_id(args.tenant)
     except rules.TenantInputError as exc:
         raise UsageError(str(exc)) from None
+    data = _read_credentials()
+    _, st = common.store()
+    tenant = st.tenants.get(tid)
+    if tenant is None:
+        raise UsageError(f"tenant {tid!r} is not registered: fortnox-bot tenant add {tid} --kinds ...")
+    if "legacy_access_token" in data:
+        legacy = data["legacy_access_token"]
+        if not isinstance(legacy, str) or not legacy.strip():
+            raise UsageError("legacy_access_token must be a non-empty string; nothing was stored")
+        st.connections.store_legacy(tid, legacy.strip())
+        st.audit.record("credentials_stored", actor="cli", tenant_id=tid, detail={"kind": "legacy"})
+        print(f"stored a legacy credential for {tid} (encrypted); run `fortnox-bot diagnose {tid}` for the "
+              "migration steps")
+        return 0
+    access, refresh = data.get("access_token"), data.get("refresh_token")
+    if not isinstance(access, str) or not access.strip():
+        raise UsageError("access_token must be a non-empty string; nothing was stored")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh.strip()):
+        raise UsageError("refresh_token must be a non-empty string when given; nothing was stored")
+    access = access.strip()
+    expires = _parse_expiry(data.get("expires_at"), access)
+    claims = decode_claims(access)
+    if claims and claims.tenant_id and tenant.company_id and str(tenant.company_id) != claims.tenant_id:
+        raise UsageError(f"the access token belongs to Fortnox company {claims.tenant_id}, but tenant {tid} is "
+                         f"company {tenant.company_id}; nothing was stored")
+    mode = "service" if tenant.service_account and not refresh else "oauth"
+    st.connections.store_tokens(
+        tid, access_token=access, refresh_token=refresh.strip() if refresh else None, expires_at=expires,
+        scopes=claims.scopes if claims else (), mode=mode,
+        company_id=claims.tenant_id if claims else tenant.company_id, user_id=claims.user_id if claims else None,
+        client_id=claims.client_id if claims else None)
+    st.audit.record("credentials_stored", actor="cli", tenant_id=tid, detail={"kind": mode})
+    print(f"stored credentials for {tid} (encrypted); the access token expires {expires.isoformat()}")
+    if not refresh and mode == "oauth":
+        print("note: without a refresh token the connection stops when the access token expires", file=sys.stderr)
+    return 0
+
+
+def _connect(args) -> int:
+    try:
+        tid = rules.check_id(args.tenant)
+    except rules.TenantInputError as exc:
+        raise UsageError(str(exc)) from None
+    s, st = common.store(also=("FORTNOX_CLIENT_ID", "FORTNOX_REDIRECT_URI"))
     tenant = st.tenants.get(tid)
     if tenant is None:
         raise UsageError(f"tenant {tid!r} is not registered: fortnox-bot tenant add {tid} --kinds ...")
     from bot.fix.consent import consent_link
+    from bot.fortnox.scopes import KIND_SCOPES, needed_scopes
 
+    unrequestable = sorted(needed_scopes([k for k in tenant.kinds if k in KIND_SCOPES]) - s.fortnox_scopes)
     url = consent_link(s, st, tenant, request_id=None, created_by="cli")
     st.audit.record("link_issued", actor="cli", tenant_id=tid, detail={"kind": "connect"})
     print(url)
-    print(f"(single use; valid for {s.consent_link_ttl_hours:g} h; send it to the customer's Fortnox system administrator)",
-          file=sys.stderr)
+    print(f"(single use; valid for {s.consent_link_ttl_hours:g} h; send it to the customer's Fortnox system "
+          "administrator)", file=sys.stderr)
+    if unrequestable:
+        print(f"warning: {tid}'s exports also need {', '.join(unrequestable)}, which FORTNOX_SCOPES does not list; "
+              "this link cannot ask for it", file=sys.stderr)
     return 0

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bot.fortnox.claims import Claims
+from bot.fortnox.codes import Category
 from bot.fortnox.errors import FortnoxError
+
+# Errors that prove the token itself was accepted (a scope, licence or right is missing instead).
+TOKEN_ACCEPTED = frozenset({Category.scope, Category.license, Category.permission})
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,10 @@ class Probe:
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None and 200 <= self.status < 300
+
+    @property
+    def token_accepted(self) -> bool:
+        return self.ok or (self.error is not None and self.error.category in TOKEN_ACCEPTED)
 
 
 @dataclass
@@ -38,14 +47,17 @@ class Facts:
     has_connection: bool = False
     mode: str | None = None                       # oauth | service | legacy
     decrypt_error: str | None = None
-    key_wide_decrypt_failure: bool = False        # no tenant's token decrypts: ENCRYPTION_KEY is wrong
+    key_wide_decrypt_failure: bool = False        # ENCRYPTION_KEY is wrong, not this row
     access_kind: str | None = None                # jwt | legacy | garbled | none
-    claims: Claims | None = None
+    claims: Claims | None = None                  # of the stored access token (before any refresh)
+    expires_at: datetime | None = None            # stored expiry of that token
     has_refresh_token: bool = False
-    grant_state: str | None = None                # active | dead | rotation_lost
+    grant_state: str | None = None                # active | dead | rotation_lost, as stored before this run
     grant_reason: str | None = None
+    client_mismatch: bool = False                 # the token belongs to another client id: no live calls
+    refresh_blocked: str | None = None            # why no token request could be sent (bot settings)
 
-    # refresh
+    # refresh (this run)
     refresh_attempted: bool = False
     refresh_ok: bool | None = None
     refresh_error: FortnoxError | None = None
@@ -55,6 +67,7 @@ class Facts:
     storage_fault: str | None = None
     refreshed: bool = False                       # the token in use now came from a refresh during this run
     stale_token_auth_failure: bool = False        # an unexpired-looking token was refused, then refreshed
+    refused_probe: Probe | None = None            # the probe that refused the stale token
 
     # live checks
     probe: Probe | None = None                    # /companyinformation with the current token

@@ -18,6 +18,8 @@ from bot.fortnox.scopes import KIND_SCOPES, PROBE_SCOPE, SCOPE_PROBE_PATHS, need
 from bot.fortnox.tokens import RefreshOutcome, TokenManager
 
 _UUIDISH = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# Without these no token request can be authenticated: sending one would only earn invalid_client.
+_CLIENT_SETTINGS = ("FORTNOX_CLIENT_ID", "FORTNOX_CLIENT_SECRET")
 
 
 def credential_kind(token: str | None) -> str:
@@ -51,7 +53,10 @@ class Gatherer:
         s = self.settings
         f = Facts(tenant_id=tenant_id, requestable=s.fortnox_scopes, configured_client_id=s.fortnox_client_id,
                   config_problems=self._config_problems(), reported=reported)
-        tenant = await run_db(self.store.tenants.get, tenant_id)   # StoreUnavailable-type errors propagate: cannot run
+        blocked = [name for name, _ in f.config_problems if name in _CLIENT_SETTINGS]
+        if blocked:
+            f.refresh_blocked = f"{' and '.join(blocked)} not set"
+        tenant = await run_db(self.store.tenants.get, tenant_id)   # store errors propagate: cannot run
         if tenant is None:
             f.tenant_known = False
             return f
@@ -65,7 +70,7 @@ class Gatherer:
         f.has_connection, f.mode = True, cred.mode
         if cred.decrypt_error:
             f.decrypt_error = cred.decrypt_error
-            f.key_wide_decrypt_failure = await run_db(self.store.connections.other_tenants_decrypt, tenant_id) is False
+            f.key_wide_decrypt_failure = await run_db(self.store.connections.key_mismatch, tenant_id)
             return f
         if cred.mode == "legacy":
             f.access_kind = "legacy"
@@ -75,43 +80,54 @@ class Gatherer:
             return f
         f.has_refresh_token = bool(cred.refresh_token)
         f.grant_state, f.grant_reason = cred.state, cred.state_reason
+        f.expires_at = cred.expires_at
         f.claims = decode_claims(cred.access_token) if f.access_kind == "jwt" else None
         f.granted = f.claims.scopes if f.claims and f.claims.scopes else cred.scopes
+        if f.claims and f.claims.client_id and s.fortnox_client_id and f.claims.client_id != s.fortnox_client_id:
+            # Another app's tokens: refreshing them with our client id could only fail or burn them.
+            f.client_mismatch = True
+            return f
+        renewable = cred.mode == "service" or f.has_refresh_token
+        if cred.state != "active" or (f.access_kind != "jwt" and not renewable):
+            return f
 
-        # 1. a usable access token (refresh ahead of expiry, single-flight)
-        if f.access_kind == "garbled" and not self.tokens.is_fresh(cred):
-            outcome = await self.tokens.ensure_fresh(tenant_id, force=True, seen_generation=cred.generation)
-        else:
-            outcome = await self.tokens.ensure_fresh(tenant_id)
-        cred = self._apply_refresh(f, outcome, cred)
-        if f.storage_fault or f.refresh_busy:
-            return f
-        usable = cred.access_token if cred and f.access_kind in ("jwt", "garbled") else None
-        if usable is None or (not outcome.ok and not self.tokens.is_fresh(cred)):
-            return f
+        # 1. a usable access token: refresh ahead of expiry (single-flight), or now if it is unreadable
+        if f.access_kind != "jwt" or not self.tokens.is_fresh(cred):
+            if f.refresh_blocked:
+                if f.access_kind != "jwt":
+                    return f
+            else:
+                outcome = await self.tokens.ensure_fresh(tenant_id, force=f.access_kind != "jwt",
+                                                         seen_generation=cred.generation)
+                cred = self._apply_refresh(f, outcome, cred)
+                if not outcome.ok:
+                    return f   # the refresh check says why; a probe would only repeat it
 
         # 2. the company probe; an auth refusal of an unrefreshed token earns one refresh and one retry
         probe = await self._get(tenant_id, PROBE_SCOPE, cred.access_token)
-        if (not probe.ok and probe.error.category == Category.auth and not f.refreshed
-                and cred.state == "active" and (cred.refresh_token or cred.mode == "service")):
+        if (probe.error is not None and probe.error.category == Category.auth and not f.refreshed
+                and not f.refresh_blocked and renewable):
+            f.refused_probe = probe
             outcome = await self.tokens.ensure_fresh(tenant_id, force=True, seen_generation=cred.generation)
             cred = self._apply_refresh(f, outcome, cred)
-            if outcome.ok:
-                f.stale_token_auth_failure = True
-                probe = await self._get(tenant_id, PROBE_SCOPE, cred.access_token)
+            if not outcome.ok:
+                f.probe = probe
+                return f
+            f.stale_token_auth_failure = True
+            probe = await self._get(tenant_id, PROBE_SCOPE, cred.access_token)
         f.probe = probe
-        if not probe.ok:
+        if not probe.token_accepted:
             return f
 
-        # 3. one cheap read per granted, needed scope, and /me, side by side (one round trip deep)
+        # 3. one cheap read per granted, needed scope, and /me, side by side (one round trip deep).
+        # They run even when the probe hit a scope or licence error: the token itself works (F-D5).
         wanted = [sc for sc in sorted(f.needed) if sc != PROBE_SCOPE and sc in f.granted and sc in SCOPE_PROBE_PATHS]
-        jobs = [self._get(tenant_id, sc, cred.access_token) for sc in wanted]
         want_me = "profile" in f.granted
+        jobs = [self._get(tenant_id, sc, cred.access_token) for sc in wanted]
         if want_me:
             jobs.append(self._get(tenant_id, "profile", cred.access_token))
         results = await asyncio.gather(*jobs)
-        for scope, result in zip(wanted, results):
-            f.resources[scope] = result
+        f.resources = dict(zip(wanted, results))
         if want_me:
             f.me = results[-1]
         return f
@@ -128,14 +144,11 @@ class Gatherer:
         if outcome.dead_reason:
             f.refresh_dead_reason = outcome.dead_reason
         new = outcome.credentials or cred
-        if new is not None:
-            f.grant_state, f.grant_reason = new.state, new.state_reason
         if outcome.ok and (outcome.attempted or outcome.waited_for_other) and new is not None:
             f.refreshed = True
-            f.access_kind = credential_kind(new.access_token)
-            f.claims = decode_claims(new.access_token) if f.access_kind == "jwt" else None
-            f.granted = f.claims.scopes if f.claims and f.claims.scopes else new.scopes
-        return new
+            claims = decode_claims(new.access_token)
+            f.granted = claims.scopes if claims and claims.scopes else new.scopes
+        return new if outcome.ok else cred
 
     async def _get(self, tenant_id: str, scope: str, access_token: str) -> Probe:
         path = SCOPE_PROBE_PATHS[scope]

@@ -23,6 +23,7 @@ from bot.fortnox.codes import Category
 from bot.fortnox.errors import FortnoxError, parse_error, transport_error
 from bot.fortnox.ratelimit import RateLimiter
 from bot.fortnox.scopes import parse_scopes
+from bot.fortnox.transport import pooled_transport
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class FortnoxClient:
             # our queue, not Fortnox being slow, so it must not surface as a timeout.
             timeout=httpx.Timeout(timeout, pool=None),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            transport=transport,
+            # the same 200 in small pools: httpcore's cost per request grows with its pool (see transport.py)
+            transport=transport or pooled_transport(max_connections=200),
             follow_redirects=False,
         )
 
@@ -191,9 +193,9 @@ class FortnoxClient:
         started = time.monotonic()
         retries = 0
         while True:
-            await self._limiter.acquire(limit_key)
             try:
-                resp = await self._http.get(url, headers=headers)
+                async with self._limiter.slot(limit_key):
+                    resp = await self._http.get(url, headers=headers)
             except _NETWORK_ERRORS as exc:
                 err = self._scrub(transport_error(exc), secrets)
                 log.warning("fortnox GET %s failed: %s", path, err.describe())

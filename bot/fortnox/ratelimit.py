@@ -6,7 +6,8 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 
 class _Window:
@@ -60,6 +61,28 @@ class RateLimiter:
         finally:
             w.users -= 1
             self._sweep()
+
+    @asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        """acquire() for one whole call, which then counts against the window from when it ended.
+
+        Fortnox counts a call when it arrives, somewhere between our start and our end (opening a connection
+        can take a while, and a later call on a warm connection overtakes it). Counting from the end keeps
+        every window Fortnox sees within the limit, whatever the network does.
+        """
+        await self.acquire(key)
+        w = self._windows[key]
+        started = w.stamps[-1]   # acquire() appends its stamp last and returns without yielding in between
+        w.users += 1             # the window must outlive the call (see _sweep)
+        try:
+            yield
+        finally:
+            w.users -= 1
+            try:
+                w.stamps.remove(started)
+            except ValueError:
+                pass             # it expired already: the call took longer than the window
+            w.stamps.append(self._clock())
 
     def penalise(self, key: str, seconds: float) -> None:
         """Block `key` for `seconds` (Fortnox's Retry-After); never shortens an existing block."""

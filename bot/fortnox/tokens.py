@@ -21,8 +21,10 @@ from bot.fortnox.errors import FortnoxError
 
 log = logging.getLogger(__name__)
 
-ROTATION_LOST = ("a refreshed token pair could not be saved, so the previous refresh token may be spent; "
-                 "it is not sent again")
+ROTATION_LOST = ("a refreshed token pair could not be saved, so the previous refresh token is spent; "
+                 "it is never sent again")
+# A failed save is retried a little (a store hiccup should not cost the customer a new consent).
+SAVE_RETRY_DELAYS = (0.1, 0.4)
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,12 @@ def _now() -> datetime:
 
 
 class TokenManager:
-    def __init__(self, store, client: FortnoxClient, *, margin: float = 120.0, lease: float = 60.0,
+    def __init__(self, store, client: FortnoxClient, *, margin: float = 300.0, lease: float = 60.0,
                  wait: float = 30.0, poll: float = 0.05):
         self.store = store
         self.client = client
-        self.margin = timedelta(seconds=margin)
-        self.lease = timedelta(seconds=lease)
+        self.margin = timedelta(seconds=margin)   # reference §4: refresh about 5 min before expiry
+        self.lease = timedelta(seconds=lease)     # longer than any token request can take
         self.wait = wait
         self.poll = poll
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -78,16 +80,16 @@ class TokenManager:
         if cred is None or cred.decrypt_error:
             return RefreshOutcome(attempted=False, ok=False, credentials=cred)
         if force and seen_generation is not None and cred.generation != seen_generation:
-            return RefreshOutcome(attempted=False, ok=True, credentials=cred, waited_for_other=True)
+            return self._after_other(cred)
         if not force and self.is_fresh(cred):
             return RefreshOutcome(attempted=False, ok=True, credentials=cred)
+        if cred.mode == "legacy":
+            return RefreshOutcome(attempted=False, ok=False, credentials=cred)
         if cred.state != "active":
             return RefreshOutcome(attempted=False, ok=False, credentials=cred, dead_reason=cred.state_reason)
         if cred.mode == "oauth" and not cred.refresh_token:
             return RefreshOutcome(attempted=False, ok=False, credentials=cred,
                                   dead_reason="no refresh token is stored for this tenant")
-        if cred.mode == "legacy":
-            return RefreshOutcome(attempted=False, ok=False, credentials=cred)
 
         owner = uuid.uuid4().hex
         start_generation = cred.generation
@@ -95,8 +97,11 @@ class TokenManager:
         while True:
             if cred.refresh_owner and cred.refresh_started_at and cred.refresh_started_at < _now() - self.lease:
                 # A lease abandoned mid-refresh: the refresh token may already be spent (F-D1).
-                await run_db(conns.mark_stale_lease, tenant_id, self.lease, ROTATION_LOST)
+                if await run_db(conns.mark_stale_lease, tenant_id, self.lease, ROTATION_LOST):
+                    log.warning("tenant %s: an abandoned refresh lease was found; rotation marked lost", tenant_id)
                 cred = await run_db(conns.load, tenant_id)
+                if cred.generation != start_generation:
+                    return self._after_other(cred)
                 if cred.state != "active":
                     return RefreshOutcome(attempted=False, ok=False, credentials=cred, dead_reason=cred.state_reason)
             if await run_db(conns.begin_refresh, tenant_id, owner, start_generation, self.lease):
@@ -104,9 +109,7 @@ class TokenManager:
             await asyncio.sleep(self.poll)
             cred = await run_db(conns.load, tenant_id)
             if cred.generation != start_generation:
-                return RefreshOutcome(attempted=False, ok=cred.state == "active", credentials=cred,
-                                      waited_for_other=True,
-                                      dead_reason=None if cred.state == "active" else cred.state_reason)
+                return self._after_other(cred)
             if cred.state != "active":
                 return RefreshOutcome(attempted=False, ok=False, credentials=cred, dead_reason=cred.state_reason)
             if asyncio.get_running_loop().time() > deadline:
@@ -118,22 +121,10 @@ class TokenManager:
             result = await self.client.refresh(cred.refresh_token)
 
         if result.ok:
-            tokens = result.tokens
-            try:
-                saved = await run_db(conns.finish_refresh, tenant_id, owner, access_token=tokens.access_token,
-                                     refresh_token=tokens.refresh_token, expires_at=tokens.expires_at,
-                                     scopes=tokens.scopes or cred.scopes)
-            except Exception as exc:  # the lease stays behind on purpose: it records the possibly spent token
-                log.error("storing refreshed tokens for %s failed: %s", tenant_id, type(exc).__name__)
-                return RefreshOutcome(attempted=True, ok=False, credentials=cred,
-                                      storage_fault=f"the refreshed tokens could not be saved ({type(exc).__name__})")
-            if not saved:
-                return RefreshOutcome(attempted=True, ok=False, credentials=cred,
-                                      storage_fault="the refresh lease was lost before the new tokens were saved")
-            return RefreshOutcome(attempted=True, ok=True, credentials=await run_db(conns.load, tenant_id))
+            return await self._save(tenant_id, owner, cred, result.tokens)
 
         error = result.error
-        if error.category == Category.invalid_refresh:
+        if error.category == Category.invalid_refresh and cred.mode != "service":
             reason = f"Fortnox rejected the refresh token: {error.message or error.oauth_error or 'invalid grant'}"
             await run_db(conns.mark, tenant_id, "dead", reason, owner=owner)
             return RefreshOutcome(attempted=True, ok=False, credentials=await run_db(conns.load, tenant_id),
@@ -141,3 +132,38 @@ class TokenManager:
         # invalid_client, outages, timeouts, junk: not the tenant's fault; the refresh token was not spent.
         await run_db(conns.release_refresh, tenant_id, owner)
         return RefreshOutcome(attempted=True, ok=False, credentials=cred, error=error)
+
+    async def _save(self, tenant_id: str, owner: str, cred, tokens) -> RefreshOutcome:
+        """Store the rotated pair before anyone uses it. Fortnox has already spent the old refresh token."""
+        conns = self.store.connections
+        fault = None
+        for delay in (0.0, *SAVE_RETRY_DELAYS):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                saved = await run_db(conns.finish_refresh, tenant_id, owner, access_token=tokens.access_token,
+                                     refresh_token=tokens.refresh_token, expires_at=tokens.expires_at,
+                                     scopes=tokens.scopes or cred.scopes)
+            except Exception as exc:  # noqa: BLE001 - any store failure; the type name is the evidence
+                fault = f"{type(exc).__name__} while saving the refreshed tokens"
+                log.error("tenant %s: storing refreshed tokens failed: %s", tenant_id, type(exc).__name__)
+                continue
+            if saved:
+                return RefreshOutcome(attempted=True, ok=True, credentials=await run_db(conns.load, tenant_id))
+            fault = "the refresh lease was lost before the new tokens were saved"
+            break
+        # The new pair is lost with this process. Say so in the store now if it answers (the next diagnosis
+        # then reports reactivation at once); if it does not, the abandoned lease says it later.
+        dead_reason = None
+        try:
+            if await run_db(conns.mark, tenant_id, "rotation_lost", ROTATION_LOST, owner=owner):
+                dead_reason = ROTATION_LOST
+        except Exception as exc:  # noqa: BLE001
+            log.error("tenant %s: marking the lost rotation failed too: %s", tenant_id, type(exc).__name__)
+        return RefreshOutcome(attempted=True, ok=False, credentials=cred, storage_fault=fault, dead_reason=dead_reason)
+
+    @staticmethod
+    def _after_other(cred) -> RefreshOutcome:
+        active = cred.state == "active"
+        return RefreshOutcome(attempted=False, ok=active, credentials=cred, waited_for_other=True,
+                              dead_reason=None if active else cred.state_reason)

@@ -17,6 +17,7 @@ SEVERITY = {
     Cause.REACTIVATION_REQUIRED: "critical", Cause.FORTNOX_UNAVAILABLE: "warning", Cause.RATE_LIMITED: "info",
 }
 SNOOZE_OPTIONS = (("1 hour", "1h"), ("4 hours", "4h"), ("1 day", "1d"))
+PLATFORM_TENANTS_SHOWN = 50
 
 
 @dataclass
@@ -37,11 +38,14 @@ def _when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M UTC") if t else "?"
 
 
-def _actor(who: str | None) -> tuple:
-    """A Slack user id becomes a mention; 'bot'/'platform' stay words."""
+ACTOR_WORDS = {"bot": "the bot", "platform": "the integration platform", "": "the bot"}
+
+
+def actor_parts(who: str | None) -> tuple:
+    """A Slack user id becomes a mention; 'bot'/'platform' become words."""
     if who and who[:1] in ("U", "W") and who.isalnum():
         return (Mention(who),)
-    return (who or "the bot",)
+    return (ACTOR_WORDS.get(who or "", who),)
 
 
 def build_incident_card(v: IncidentView) -> Card:
@@ -58,16 +62,12 @@ def build_incident_card(v: IncidentView) -> Card:
 
     status = None
     if resolved:
-        status = Text.of("✅ Resolved by ", *_actor(inc.resolved_by),
+        status = Text.of("✅ Resolved by ", *actor_parts(inc.resolved_by),
                          f" ({inc.resolution})" if inc.resolution else "", f" at {_when(inc.resolved_at)}")
     elif inc.status == "snoozed":
-        status = Text.of("💤 Snoozed by ", *_actor(inc.snoozed_by), f" until {_when(inc.snoozed_until)}")
-    elif v.request is not None and v.request.status == "pending":
-        status = Text.of("⏳ Reactivation requested by ", *_actor(v.request.requested_by),
-                         f" — awaiting approval by an admin until {_when(v.request.expires_at)}")
-    elif v.request is not None and v.request.status == "approved":
-        status = Text.of("🔗 Reactivation approved by ", *_actor(v.request.decided_by),
-                         " — consent link posted in the thread; waiting for the customer")
+        status = Text.of("💤 Snoozed by ", *actor_parts(inc.snoozed_by), f" until {_when(inc.snoozed_until)}")
+    elif v.request is not None:
+        status = _request_status(v.request)
 
     facts = []
     if inc.platform:
@@ -93,15 +93,18 @@ def build_incident_card(v: IncidentView) -> Card:
         items_title = "Failed exports"
         items = tuple(_event_line(e) for e in v.events)
 
-    actions = () if resolved else _actions(v, cause)
+    actions = _resolved_actions(v) if resolved else _actions(v, cause)
     context = [Text.of(f"Incident {inc.id}" + (f" · tenant {inc.tenant_id}" if inc.tenant_id else ""))]
     if v.channel_note:
         context.append(Text.of(v.channel_note))
     summary = inc.summary or (entry.summary if entry else "A diagnosis is running.")
     fallback = f"{title}" + (" (resolved)" if resolved else "")
+    # A platform incident's lines are short tenant names: show more of them than of failed exports.
+    extra = {"items_shown": PLATFORM_TENANTS_SHOWN} if inc.platform else {}
     return Card(title=title, fallback=fallback, severity="ok" if resolved else SEVERITY.get(cause, "warning"),
                 status=status, summary=summary, facts=tuple(facts), checks=checks, steps=steps,
-                items_title=items_title if items else "", items=items, actions=actions, context=tuple(context))
+                items_title=items_title if items else "", items=items, actions=actions, context=tuple(context),
+                extra=extra)
 
 
 def _event_line(e) -> str:
@@ -109,6 +112,35 @@ def _event_line(e) -> str:
     detail = " ".join(str(x) for x in (e.fortnox_status, e.fortnox_code) if x)
     msg = f": {e.fortnox_message}" if e.fortnox_message else ""
     return f"{what} — {detail}{msg}" if detail or msg else what
+
+
+def _request_status(req) -> Text | None:
+    """Where the reactivation stands; its history lines are in the thread."""
+    if req.status == "pending":
+        return Text.of("⏳ Reactivation requested by ", *actor_parts(req.requested_by),
+                       f" — awaiting approval by an admin until {_when(req.expires_at)}")
+    if req.status == "approved":
+        return Text.of("🔗 Reactivation approved by ", *actor_parts(req.decided_by),
+                       " — consent link posted in the thread; waiting for the customer")
+    if req.status == "consented":
+        return Text.of("🔄 The customer consented; verifying the new connection…")
+    if req.status == "denied":
+        return Text.of("🚫 Reactivation denied by ", *actor_parts(req.decided_by), f" at {_when(req.decided_at)}")
+    if req.status == "expired":
+        what = "the consent link expired unused" if req.decided_by else "nobody decided in time"
+        return Text.of(f"⌛ Reactivation request expired at {_when(req.finished_at or req.expires_at)} ({what})")
+    if req.status == "declined":
+        return Text.of(f"↩️ The customer cancelled the activation in Fortnox at {_when(req.finished_at)}")
+    if req.status == "failed":
+        return Text.of(f"⚠️ The reactivation at {_when(req.finished_at)} did not fix it — see the thread")
+    return None
+
+
+def _resolved_actions(v: IncidentView) -> tuple[Action, ...]:
+    """History only, except the replay: after a fix is exactly when re-running the failed exports helps."""
+    if v.replay_enabled and not v.incident.platform:
+        return (Action("exports.replay", "Replay failed exports", v.incident.id),)
+    return ()
 
 
 def _actions(v: IncidentView, cause: Cause | None) -> tuple[Action, ...]:

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 from bot import metrics
 from bot.aio import run_db
-from bot.diagnosis.model import PRECEDENCE, Cause, Diagnosis
+from bot.diagnosis.model import PRECEDENCE, TRANSIENT, Cause, Diagnosis
 from bot.fortnox.errors import parse_error
+from bot.incidents.card import actor_parts
 from bot.webhooks.export import ExportEventIn
 from storage.models import ExportEvent
 
@@ -20,18 +21,29 @@ SNOOZE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "1d": time
 
 
 def _worse(new: Cause, old: str) -> bool:
-    """A cause ranked earlier in CONTRACT's order is the more fundamental (worse) one."""
+    """A cause ranked earlier in CONTRACT's order is the more fundamental (worse) one.
+
+    A transient cause (Fortnox down, 429) is never worse: it hides the real state rather than changing it.
+    """
+    if new in TRANSIENT:
+        return False
     try:
         return PRECEDENCE.index(new) < PRECEDENCE.index(Cause(old))
     except ValueError:
         return True
 
 
+class _NoNotes:
+    async def note(self, incident_id: str, *parts) -> None:
+        return None
+
+
 class IncidentService:
-    def __init__(self, store, diagnoser, *, notify=lambda: None):
+    def __init__(self, store, diagnoser, *, notify=lambda: None, notes=None):
         self.store = store
         self.diagnoser = diagnoser
         self.notify = notify     # wakes the local job worker after queuing work
+        self.notes = notes or _NoNotes()   # history lines for the incident (the alert's thread on Slack)
 
     # --- ingest (sync: runs in a worker thread) ---------------------------------------------
     def ingest(self, event: ExportEventIn):
@@ -42,7 +54,7 @@ class IncidentService:
             err = parse_error(event.fortnox_status, event.fortnox_body)
             row.fortnox_code, row.fortnox_message = err.code, (err.message or err.excerpt)[:1000]
         result = self.store.incidents.ingest(row)
-        if not result.duplicate and result.incident_id and event.type == "export.succeeded":
+        if result.resolved:
             self.store.audit.record("resolved", actor="platform", tenant_id=event.tenant,
                                     incident_id=result.incident_id, detail={"by": "export.succeeded", "event": event.id})
         if result.created:
@@ -57,7 +69,10 @@ class IncidentService:
             return None
         return parse_error(events[0].fortnox_status, events[0].fortnox_body)
 
-    async def diagnose_incident(self, incident_id: str, *, trigger: str, actor: str = "bot") -> Diagnosis | None:
+    async def diagnose_incident(self, incident_id: str, *, trigger: str, actor: str = "bot",
+                                announce: bool = True) -> Diagnosis | None:
+        """Diagnose the incident's tenant and apply the result; a re-run someone asked for is answered in the
+        incident's history (unless `announce` is off: a platform re-run announces once for all tenants)."""
         inc = await run_db(self.store.incidents.get, incident_id)
         if inc is None or inc.tenant_id is None:
             return None
@@ -65,24 +80,33 @@ class IncidentService:
         diagnosis = await self.diagnoser.run(inc.tenant_id, reported=reported, trigger=trigger)
         metrics.DIAGNOSES.labels(str(diagnosis.cause)).inc()
         await self.apply(incident_id, diagnosis, actor=actor)
+        if trigger == "rerun" and announce:
+            await self.notes.note(incident_id, "🔎 Re-diagnosis by ", *actor_parts(actor), f": cause {diagnosis.cause}",
+                                  " — resolved" if diagnosis.resolved else "")
         return diagnosis
 
-    async def apply(self, incident_id: str, diagnosis: Diagnosis, *, actor: str = "bot") -> str:
+    async def apply(self, incident_id: str, diagnosis: Diagnosis, *, actor: str = "bot", how: str = "",
+                    permalink: str | None = None) -> str:
+        """`how` names what resolved it when the diagnosis says healthy (e.g. "verified consent");
+        `permalink` (the alert's) goes into the audit row."""
         inc = await run_db(self.store.incidents.get, incident_id)
         if inc is None:
             return "gone"
-        how = ("a healthy re-diagnosis" if diagnosis.cause == Cause.HEALTHY
-               else "the bot refreshed the access token" if diagnosis.cause == Cause.TOKEN_REFRESHED else "")
+        how = how or ("a healthy re-diagnosis" if diagnosis.cause == Cause.HEALTHY
+                      else "the bot refreshed the access token" if diagnosis.cause == Cause.TOKEN_REFRESHED else "")
         what, target = await run_db(
             self.store.incidents.apply_diagnosis, incident_id, cause=str(diagnosis.cause), summary=diagnosis.summary,
             diagnosis_id=diagnosis.record_id, resolved=diagnosis.resolved, resolution=how,
             app_wide=diagnosis.affects_all_tenants, worse=_worse(diagnosis.cause, inc.cause))
         if what in ("resolved", "resolved_silently"):
             await run_db(self.store.audit.record, "resolved", actor=actor, tenant_id=inc.tenant_id,
-                         incident_id=incident_id, detail={"by": how})
+                         incident_id=incident_id, detail={"by": how}, permalink=permalink)
         elif inc.cause != str(diagnosis.cause):
             await run_db(self.store.audit.record, "diagnosed", actor=actor, tenant_id=inc.tenant_id,
-                         incident_id=incident_id, detail={"cause": str(diagnosis.cause), "previous": inc.cause})
+                         incident_id=incident_id, detail={"cause": str(diagnosis.cause), "previous": inc.cause},
+                         permalink=permalink)
+        if what == "woken":
+            await self.notes.note(incident_id, f"⏰ Snooze ended early: the cause got worse ({inc.cause} → {diagnosis.cause})")
         self.notify()
         return what
 

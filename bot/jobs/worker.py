@@ -11,10 +11,12 @@ import os
 import random
 import socket
 import uuid
+from datetime import timedelta
 from typing import Awaitable, Callable
 
 from bot.aio import run_db
 from bot import metrics
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +24,18 @@ Handler = Callable[[dict], Awaitable[None]]
 
 
 class RetryLater(Exception):
-    """A handler asks to run again later (e.g. Slack said 429, or a message it depends on is not posted yet)."""
+    """A handler asks to run again later (e.g. Slack said 429, or a message it depends on is not posted yet).
 
-    def __init__(self, reason: str, delay: float = 5.0):
+    A passing condition, not a fault: it does not use up max_attempts; the job keeps waiting in the store
+    for up to RETRY_WINDOW (a Slack outage must not drop the alerts made meanwhile). `delay=None` backs off.
+    """
+
+    def __init__(self, reason: str, delay: float | None = 5.0):
         super().__init__(reason)
         self.delay = delay
+
+
+RETRY_WINDOW = timedelta(hours=24)
 
 
 class GiveUp(Exception):
@@ -42,11 +51,14 @@ class Worker:
         self.poll = poll
         self.lease = lease
         self.max_attempts = max_attempts
+        self.backoff_base = 1.0     # seconds; doubles per attempt up to backoff_cap
+        self.backoff_cap = 300.0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
         self._stopping = False
-        self._running: set[asyncio.Task] = set()
+        self._running: dict[asyncio.Task, int] = {}   # task -> job id
         self._loop_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
         self.idle = asyncio.Event()
 
     def notify(self) -> None:
@@ -55,6 +67,7 @@ class Worker:
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="job-worker")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="job-heartbeat")
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
@@ -62,7 +75,9 @@ class Worker:
         if self._loop_task:
             await asyncio.wait([self._loop_task], timeout=timeout)
         if self._running:
-            await asyncio.wait(self._running, timeout=timeout)
+            await asyncio.wait(list(self._running), timeout=timeout)
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -77,8 +92,8 @@ class Worker:
                     continue
             for job in jobs:
                 task = asyncio.create_task(self._execute(job))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._running[task] = job.id
+                task.add_done_callback(lambda t: self._running.pop(t, None))
             if not jobs and not self._running:
                 self.idle.set()
             else:
@@ -92,6 +107,21 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
 
+    async def _heartbeat(self) -> None:
+        """Keep extending the leases of running jobs, so only a dead worker's jobs are taken over.
+
+        Without it a job that outlives its lease (slow Fortnox, long Retry-After) would run twice.
+        """
+        while not self._stopping:
+            await asyncio.sleep(self.lease / 3)
+            ids = list(self._running.values())
+            if not ids:
+                continue
+            try:
+                await run_db(self.store.jobs.extend, ids, self.name, self.lease)
+            except Exception as exc:   # store hiccup: the next beat tries again, well within the lease
+                log.warning("extending job leases failed: %s", type(exc).__name__)
+
     async def _execute(self, job) -> None:
         handler = self.handlers.get(job.kind)
         try:
@@ -99,7 +129,7 @@ class Worker:
                 raise GiveUp(f"no handler for job kind {job.kind!r}")
             await handler(job.payload)
         except RetryLater as exc:
-            await self._retry(job, str(exc), exc.delay)
+            await self._retry(job, str(exc), exc.delay, passing=True)
         except GiveUp as exc:
             log.error("job %s (%s) failed: %s", job.id, job.kind, exc)
             await run_db(self.store.jobs.fail, job.id, self.name, str(exc))
@@ -113,14 +143,16 @@ class Worker:
         finally:
             self._wake.set()
 
-    async def _retry(self, job, error: str, delay: float | None) -> None:
-        if job.attempts >= self.max_attempts:
+    async def _retry(self, job, error: str, delay: float | None, *, passing: bool = False) -> None:
+        expired = (utcnow() - job.created_at > RETRY_WINDOW) if passing else job.attempts >= self.max_attempts
+        if expired:
             log.error("job %s (%s) gave up after %d attempts: %s", job.id, job.kind, job.attempts, error)
             await run_db(self.store.jobs.fail, job.id, self.name, error)
             metrics.JOBS.labels(job.kind, "failed").inc()
             return
-        if delay is None:
-            delay = min(300.0, 2.0 ** job.attempts) * (0.5 + random.random() / 2)
+        # Back off as attempts pile up, but never sooner than the handler asked (Slack's Retry-After).
+        backoff = min(self.backoff_cap, self.backoff_base * 2.0 ** job.attempts) * (0.5 + random.random() / 2)
+        delay = max(delay or 0.0, backoff)
         await run_db(self.store.jobs.retry, job.id, self.name, error, delay)
         metrics.JOBS.labels(job.kind, "retried").inc()
 

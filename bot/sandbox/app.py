@@ -223,8 +223,6 @@ def _authenticated_client(world: World, request: Request) -> str:
 
 async def token(request: Request) -> Response:
     world: World = request.app.state.world
-    if world.latency:
-        await asyncio.sleep(world.latency)
     form = await request.form()
     grant_type = form.get("grant_type")
     tenant_header = request.headers.get("tenantid")
@@ -252,6 +250,10 @@ async def token(request: Request) -> Response:
             call["error"] = err.error
     call.update(ok=response.status_code == 200, status=response.status_code)
     world.record_token_call(call)
+    if world.latency:
+        # The grant is done and recorded; only the answer is slow. A caller that dies or times out meanwhile
+        # has still spent its refresh token, as with Fortnox when the answer is lost (F-D1).
+        await asyncio.sleep(world.latency)
     return response
 
 

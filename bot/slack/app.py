@@ -47,7 +47,7 @@ def build_slack(bot):
     async def dedupe_events(body, next, logger):
         """Slack redelivers events (F-S2); the store remembers event ids across restarts and replicas."""
         event_id = body.get("event_id") if isinstance(body, dict) else None
-        if body.get("type") == "event_callback" and event_id:
+        if event_id and body.get("type") == "event_callback":
             first = await run_db(bot.store.slack_events.first_time, str(event_id), str(body.get("team_id", "")))
             if not first:
                 return BoltResponse(status=200, body="")
@@ -66,7 +66,9 @@ def build_slack(bot):
         try:
             answer = await asyncio.wait_for(handler(ctx), timeout=ACK_BUDGET)
         except asyncio.TimeoutError:
-            answer = ephemeral("The bot is busy; your request was not processed. Please try again.")
+            # The handler may still finish in the background: do not claim that nothing happened.
+            answer = ephemeral("The bot is slow to answer right now. If no result follows within a minute, "
+                               "please try again.")
         except Exception:
             log.exception("/fortnox %s failed", parsed.name)
             answer = ephemeral("Something went wrong handling that command. It was logged; please try again.")
@@ -91,7 +93,10 @@ def build_slack(bot):
             await handler(ctx)
         except Exception:
             log.exception("action %s failed", ctx.action_id)
-            await respond(**ephemeral("Something went wrong with that button. It was logged; nothing was changed."))
+            try:
+                await respond(**ephemeral("Something went wrong with that button. It was logged; nothing was changed."))
+            except Exception as exc:   # e.g. a payload without response_url: nowhere to answer, never a 500
+                log.warning("could not answer action %s: %s", ctx.action_id, type(exc).__name__)
 
     @app.event("app_mention")
     async def mention(event, say):

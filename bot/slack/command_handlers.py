@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from bot.aio import run_db
+from bot.diagnosis import catalogue
+from bot.diagnosis.model import Cause
 from bot.slack import commands
 from bot.slack.context import CommandContext
-from bot.slack.replies import ephemeral
+from bot.slack.replies import ephemeral, plural
 
 
 async def find_tenant(bot, arg: str):
@@ -14,8 +16,11 @@ async def find_tenant(bot, arg: str):
     tenant = await run_db(bot.store.tenants.find, arg)
     if tenant is not None:
         return tenant, None
-    hints = commands.suggest(arg, await run_db(bot.store.tenants.ids_and_names))
-    hint = f" Did you mean {', '.join(hints)}?" if hints else " `/fortnox status` lists tenants with open incidents."
+    known = await run_db(bot.store.tenants.ids_and_names)
+    names = dict(known)
+    hints = [f"{tid} ({names[tid]})" if names.get(tid) and names[tid] != tid else tid
+             for tid in commands.suggest(arg, known)]
+    hint = f" Did you mean {' or '.join(hints)}?" if hints else " `fortnox-bot tenant list` shows the registered ones."
     return None, ephemeral(f"No tenant called “{arg}” is registered.{hint}")
 
 
@@ -30,16 +35,36 @@ async def diagnose(ctx: CommandContext) -> dict:
 
 
 async def status(ctx: CommandContext) -> dict:
-    live = await run_db(ctx.bot.store.incidents.live, 30)
+    affected = {}
+    live = []
+    for inc in await run_db(ctx.bot.store.incidents.live, 30):
+        if inc.platform:
+            affected[inc.id] = len(await run_db(ctx.bot.store.incidents.children, inc.id))
+            if not affected[inc.id]:
+                continue   # opened by a diagnosis whose tenant recovered meanwhile: nothing to show
+        live.append(inc)
     if not live:
         return ephemeral("No open incidents. 🎉")
     names = dict(await run_db(ctx.bot.store.tenants.ids_and_names))
-    lines = [f"{len(live)} open incident{'s' if len(live) != 1 else ''}:"]
+    lines = [f"{plural(len(live), 'open incident')}:"]
     for inc in live:
-        who = f"{len(inc.affected)} tenants" if inc.platform else (names.get(inc.tenant_id) or inc.tenant_id)
-        state = " (snoozed)" if inc.status == "snoozed" else ""
-        lines.append(f"• {who}: {inc.cause}{state} — {inc.failures} failures, last {inc.last_seen_at:%Y-%m-%d %H:%M} UTC ({inc.id})")
+        if inc.platform:
+            who = f"All tenants ({plural(affected[inc.id], 'tenant')} affected)"
+        else:
+            name = names.get(inc.tenant_id)
+            who = f"{name} ({inc.tenant_id})" if name and name != inc.tenant_id else inc.tenant_id
+        state = f", snoozed until {inc.snoozed_until:%Y-%m-%d %H:%M} UTC" if inc.status == "snoozed" and inc.snoozed_until else ""
+        lines.append(f"• {who}: {_title(inc.cause)}{state} — {plural(inc.failures, 'failure')}, "
+                     f"last {inc.last_seen_at:%Y-%m-%d %H:%M} UTC · {inc.id}")
     return ephemeral("\n".join(lines))
+
+
+
+def _title(cause: str) -> str:
+    try:
+        return catalogue.entry(Cause(cause)).title
+    except ValueError:
+        return "diagnosis running"
 
 
 async def help_(ctx: CommandContext) -> dict:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 # Slack's clients turn quotes into typographic ones; people paste ids with stray spaces.
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "‚": "'", "«": '"', "»": '"',
-                         "\u00a0": " ", "\u2009": " ", "\u200b": ""})
+                         "\u00a0": " ", "\u2009": " ", "\u200b": "",
+                         # control characters: nobody types them, and PostgreSQL cannot compare NUL
+                         **{chr(c): " " for c in range(32) if chr(c) not in "\t\n\r"}, "\x7f": " "})
 
 SUBCOMMANDS = ("diagnose", "status", "reactivate", "help")
 

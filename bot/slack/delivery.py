@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -16,6 +17,7 @@ from bot.aio import run_db
 from bot.cards.model import Mention, Text
 from bot.incidents.card import IncidentView, build_incident_card
 from bot.jobs.worker import GiveUp, RetryLater
+from bot.slack.posted import alert_metadata, find_alert
 from bot.slack.render import render_card, render_text_reply
 
 log = logging.getLogger(__name__)
@@ -32,16 +34,41 @@ def text_from_json(parts: list) -> Text:
     return Text(tuple(p if isinstance(p, str) else Mention(str(p.get("user", ""))) for p in parts))
 
 
+# Not Slack's answer to this request but its state: the same call works later.
+TRANSIENT_ERRORS = ("internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited")
+# The network, not Slack: aiohttp's connection errors, timeouts.
+UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
+
+
+def slack_error(resp) -> str | None:
+    """Slack's error code; None when the body is not Slack's JSON (e.g. a 503 page from its load balancer)."""
+    return resp.data.get("error") if isinstance(resp.data, dict) else None
+
+
+def _retry_after(resp) -> float:
+    try:
+        return max(1.0, float(resp.headers.get("Retry-After") or 5))
+    except ValueError:
+        return 5.0
+
+
 def _retryable(exc: Exception) -> RetryLater | None:
+    """RetryLater for a passing condition (the job waits in the store, backing off), None for a refusal."""
     if isinstance(exc, SlackApiError):
         resp = exc.response
         if resp.status_code == 429:
-            return RetryLater("Slack rate limit", float(resp.headers.get("Retry-After", "5") or 5))
-        if resp.status_code >= 500 or resp.get("error") in ("internal_error", "fatal_error", "service_unavailable",
-                                                              "request_timeout"):
-            return RetryLater(f"Slack error {resp.status_code} {resp.get('error')}", 5.0)
+            return RetryLater("Slack rate limit", _retry_after(resp))
+        if resp.status_code >= 500 or slack_error(resp) in TRANSIENT_ERRORS:
+            return RetryLater(f"Slack error {resp.status_code} {slack_error(resp) or ''}".rstrip(), None)
         return None
-    return RetryLater(f"Slack unreachable: {type(exc).__name__}", 5.0)
+    return RetryLater(f"Slack unreachable: {type(exc).__name__}", None)
+
+
+def channel_note(channel: str, error: str) -> str:
+    fix = {"not_in_channel": "invite the bot there (/invite @fortnox-bot)",
+           "is_archived": "unarchive it or give the tenant another channel (fortnox-bot tenant set --channel)",
+           "channel_not_found": "check the tenant's channel id (fortnox-bot tenant set --channel)"}.get(error, "")
+    return f"Posted here because the tenant's channel {channel} answered {error}" + (f": {fix}." if fix else ".")
 
 
 class SlackDelivery:
@@ -60,7 +87,7 @@ class SlackDelivery:
         tenant = await run_db(st.tenants.get, inc.tenant_id) if inc.tenant_id else None
         diagnosis = await run_db(st.diagnoses.get, inc.diagnosis_id) if inc.diagnosis_id else None
         v = IncidentView(incident=inc, tenant_name=tenant.name if tenant else "", diagnosis=diagnosis,
-                         replay_enabled=bool(self.bot.settings.platform_replay_url))
+                         replay_enabled=bool(self.bot.settings.platform_replay_url), channel_note=inc.channel_note or "")
         if inc.platform:
             children = await run_db(st.incidents.children, inc.id)
             names = dict(await run_db(st.tenants.ids_and_names))
@@ -78,7 +105,7 @@ class SlackDelivery:
             metrics.SLACK_CALLS.labels(method, "ok").inc()
             return resp
         except SlackApiError as exc:
-            metrics.SLACK_CALLS.labels(method, exc.response.get("error") or str(exc.response.status_code)).inc()
+            metrics.SLACK_CALLS.labels(method, slack_error(exc.response) or str(exc.response.status_code)).inc()
             raise
         except Exception:
             metrics.SLACK_CALLS.labels(method, "unreachable").inc()
@@ -98,28 +125,39 @@ class SlackDelivery:
         tenant = await run_db(self.bot.store.tenants.get, inc.tenant_id) if inc.tenant_id else None
         channel = inc.channel or (tenant.channel if tenant and tenant.channel else settings.alert_channel)
         try:
+            if not inc.message_ts and inc.post_started_at is not None:
+                # An earlier attempt was cut off (crash, timeout): it may have posted already.
+                found = await find_alert(self.slack, (channel, settings.alert_channel), inc.id, inc.post_started_at)
+                if found:
+                    await run_db(self.bot.store.incidents.set_message, inc.id, *found)
+                    await self._audit_post(inc, *found)
+                    inc = v.incident = await run_db(self.bot.store.incidents.get, inc.id)
             if inc.message_ts:
                 await self._call("chat.update", channel=inc.channel, ts=inc.message_ts, **render_card(build_incident_card(v)))
                 return
-            message = render_card(build_incident_card(v))
+            message = {**render_card(build_incident_card(v)), "metadata": alert_metadata(inc.id)}
+            await run_db(self.bot.store.incidents.begin_post, inc.id)
             try:
                 resp = await self._call("chat.postMessage", channel=channel, **message)
             except SlackApiError as exc:
-                error = exc.response.get("error")
+                error = slack_error(exc.response)
                 if error not in CHANNEL_ERRORS or channel == settings.alert_channel:
                     raise
-                # The tenant's channel cannot take the alert: use ALERT_CHANNEL and say why.
-                v.channel_note = f"Posted here because the tenant's channel {channel} answered {error}."
+                # The tenant's channel cannot take the alert: use ALERT_CHANNEL and say why (kept on updates).
+                log.warning("alert %s: channel %s answered %s; posting to ALERT_CHANNEL", inc.id, channel, error)
+                v.channel_note = channel_note(channel, error)
                 channel = settings.alert_channel
-                resp = await self._call("chat.postMessage", channel=channel, **render_card(build_incident_card(v)))
-            await run_db(self.bot.store.incidents.set_message, inc.id, resp["channel"], resp["ts"])
+                resp = await self._call("chat.postMessage", channel=channel, metadata=alert_metadata(inc.id),
+                                        **render_card(build_incident_card(v)))
+            await run_db(self.bot.store.incidents.set_message, inc.id, resp["channel"], resp["ts"],
+                         note=v.channel_note or None)
             await self._audit_post(inc, resp["channel"], resp["ts"])
         except SlackApiError as exc:
             retry = _retryable(exc)
             if retry:
                 raise retry from None
-            raise GiveUp(f"Slack refused the alert: {exc.response.get('error')}") from None
-        except (OSError, TimeoutError) as exc:
+            raise GiveUp(f"Slack refused the alert: {slack_error(exc.response)}") from None
+        except UNREACHABLE as exc:
             raise _retryable(exc) from None
 
     async def _audit_post(self, inc, channel: str, ts: str) -> None:
@@ -154,8 +192,8 @@ class SlackDelivery:
             retry = _retryable(exc)
             if retry:
                 raise retry from None
-            raise GiveUp(f"Slack refused the reply: {exc.response.get('error')}") from None
-        except (OSError, TimeoutError) as exc:
+            raise GiveUp(f"Slack refused the reply: {slack_error(exc.response)}") from None
+        except UNREACHABLE as exc:
             raise _retryable(exc) from None
 
     async def respond(self, payload: dict) -> None:

@@ -236,7 +236,7 @@ def _steps(card: Card, level: _Level) -> list[dict]:
 def _items(card: Card, level: _Level) -> list[dict]:
     if not card.items or level.lines == 0:
         return []
-    shown = card.items[: min(MAX_ITEMS_SHOWN, level.lines)]
+    shown = card.items[: min(card.extra.get("items_shown", MAX_ITEMS_SHOWN), level.lines)]
     lines = [f"• {_esc(item, level.line)}" for item in shown]
     return _sections(_esc(card.items_title, _LABEL_CHARS), _cut_note(lines, len(card.items)))
 

@@ -25,3 +25,8 @@ async def thread_note(bot, incident_id: str, *parts) -> None:
 
 def who(user_id: str) -> Mention:
     return Mention(user_id)
+
+
+def plural(n: int, word: str) -> str:
+    """E.g. "1 tenant", "40 tenants"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

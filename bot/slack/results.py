@@ -23,7 +23,8 @@ async def diagnose_request(bot, payload: dict) -> None:
         tenant = await run_db(bot.store.tenants.get, tenant_id)
         incident_id = await bot.incidents.open_for_diagnosis(tenant_id, diagnosis, actor=user or "bot")
         inc = await run_db(bot.store.incidents.get, incident_id) if incident_id else None
-        channel = inc.channel if inc else None
+        # The alert may not be posted yet: name the channel it goes to.
+        channel = (inc.channel or (tenant.channel if tenant else None) or bot.settings.alert_channel) if inc else None
         card = build_diagnosis_card(diagnosis, tenant.name if tenant else "", incident_id, channel)
         message = {"response_type": "ephemeral", "replace_original": False, **render_card(card)}
         if incident_id and user:

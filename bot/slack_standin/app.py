@@ -62,9 +62,11 @@ def create_app(state: StandinState) -> Starlette:
         return str(request.base_url).rstrip("/")
 
     async def api(request: Request) -> Response:
+        # The request is read first and answered late: like Slack when its answer is lost in a timeout or a
+        # crash of the caller, the call still takes effect.
+        args, error = await _args(request)
         if state.latency:
             await asyncio.sleep(state.latency)
-        args, error = await _args(request)
         if args is None:
             state.record(Call(request.path_params["method"], {}, None, time.time(), 200, error))
             return JSONResponse({"ok": False, "error": error})
@@ -72,9 +74,9 @@ def create_app(state: StandinState) -> Starlette:
         return _to_response(reply)
 
     async def response_url(request: Request) -> Response:
+        raw = await request.body()
         if state.latency:
             await asyncio.sleep(state.latency)
-        raw = await request.body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:

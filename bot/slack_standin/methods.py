@@ -47,6 +47,8 @@ def _message_json(state: StandinState, m: Message) -> dict:
         out["blocks"] = m.blocks
     if m.thread_ts:
         out["thread_ts"] = m.thread_ts
+    if m.metadata is not None:
+        out["metadata"] = m.metadata
     return out
 
 
@@ -93,7 +95,11 @@ def chat_post_message(state: StandinState, args: dict, base_url: str) -> dict:
     thread_ts = args.get("thread_ts")
     if thread_ts and not _TS.match(str(thread_ts)):
         raise ApiError("invalid_thread_ts")
-    m = state.post(channel, text, blocks, str(thread_ts) if thread_ts else None)
+    metadata = args.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                                     and isinstance(metadata.get("event_payload"), dict)):
+        raise ApiError("invalid_metadata_format")
+    m = state.post(channel, text, blocks, str(thread_ts) if thread_ts else None, metadata)
     return {"channel": channel, "ts": m.ts, "message": _message_json(state, m)}
 
 
@@ -148,6 +154,32 @@ def conversations_info(state: StandinState, args: dict, base_url: str) -> dict:
     }
 
 
+def conversations_history(state: StandinState, args: dict, base_url: str) -> dict:
+    """Top-level messages, newest first, between `oldest` and `latest`; metadata only when asked for."""
+    (channel,) = _require(args, "channel")
+    if state.channel_error_for(channel) in ("channel_not_found", "not_in_channel"):
+        raise ApiError(state.channel_error_for(channel))
+    try:
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        limit = max(1, min(int(args.get("limit") or 100), 999))
+        start = int(args.get("cursor") or 0)
+    except ValueError:
+        raise ApiError("invalid_arguments") from None
+    with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+    found = [m for m in state.channel_history(channel) if oldest <= float(m.ts) <= latest]
+    page = found[start:start + limit]
+    messages = []
+    for m in page:
+        out = _message_json(state, m)
+        if not with_metadata:
+            out.pop("metadata", None)
+        messages.append(out)
+    more = start + limit < len(found)
+    return {"messages": messages, "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
 def users_info(state: StandinState, args: dict, base_url: str) -> dict:
     (user,) = _require(args, "user")
     name = user.lower()
@@ -173,6 +205,7 @@ METHODS: dict[str, Callable[[StandinState, dict, str], dict]] = {
     "chat.getPermalink": chat_get_permalink,
     "usergroups.users.list": usergroups_users_list,
     "conversations.info": conversations_info,
+    "conversations.history": conversations_history,
     "users.info": users_info,
 }
 

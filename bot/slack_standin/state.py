@@ -37,6 +37,7 @@ class Message:
     thread_ts: str | None = None  # set on thread replies: the parent's ts
     updates: int = 0
     history: list[dict] = field(default_factory=list)  # previous versions, oldest first: {"text", "blocks"}
+    metadata: dict | None = None  # message metadata ({"event_type", "event_payload"}), as posted
 
 
 @dataclass
@@ -169,15 +170,21 @@ class StandinState:
         seconds, micros = divmod(self._last_us, 1_000_000)
         return f"{seconds}.{micros:06d}"
 
+    def channel_history(self, channel: str) -> list[Message]:
+        """Top-level messages of a channel, newest first (conversations.history)."""
+        return sorted((m for m in self._messages.values() if m.channel == channel and not m.thread_ts),
+                      key=lambda m: float(m.ts), reverse=True)
+
     def find(self, channel: str, ts: str) -> Message | None:
         return self._messages.get((channel, ts))
 
-    def post(self, channel: str, text: str | None, blocks: list | None, thread_ts: str | None) -> Message:
+    def post(self, channel: str, text: str | None, blocks: list | None, thread_ts: str | None,
+             metadata: dict | None = None) -> Message:
         if thread_ts:
             parent = self._messages.get((channel, thread_ts))
             if parent is not None and parent.thread_ts:  # a reply to a reply joins the parent's thread
                 thread_ts = parent.thread_ts
-        message = Message(channel, self.next_ts(), text, blocks, thread_ts or None)
+        message = Message(channel, self.next_ts(), text, blocks, thread_ts or None, metadata=metadata)
         self._messages[(channel, message.ts)] = message
         return message
 

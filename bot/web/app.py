@@ -45,12 +45,25 @@ async def _server_error(request: Request, exc) -> JSONResponse:
 def create_app(settings: Settings, bot: Bot | None = None, *, start_background: bool = True) -> Starlette:
     bot = bot or Bot(settings)
     from bot.fix.callback import oauth_callback
+    from bot.slack import inbound as slack_inbound
     from bot.slack.app import build_slack
 
     slack_handler, socket_mode = build_slack(bot)
 
     async def slack_events(request: Request) -> Response:
-        return await slack_handler.handle(request)
+        checked = await slack_inbound.checked(request, settings.slack_signing_secret)
+        if isinstance(checked, Response):
+            return checked
+        try:
+            response = await slack_handler.handle(checked)
+            failed = response.status_code >= 500 and f"Bolt answered {response.status_code}"
+        except Exception as exc:
+            failed = type(exc).__name__
+        if failed:   # Bolt choked on the payload's shape (e.g. `actions` not a list) before any listener ran
+            log.warning("slack request not readable by Bolt: %s", failed)
+            return slack_inbound.refuse_unreadable(settings.slack_signing_secret, checked.state.raw_body,
+                                                   checked.headers)
+        return response
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -5,10 +5,12 @@ signature (401), content type (415), JSON shape (400). No input can produce a 50
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024
 MAX_STORED_BODY = 8 * 1024
 EVENT_TYPES = ("export.failed", "export.succeeded")
+SIGNATURE_WINDOW = 300          # seconds, both ways (Standard Webhooks)
+FUTURE_SKEW = timedelta(minutes=10)   # clocks differ a little; signatures already allow 5 minutes
 
 
 class BadEvent(ValueError):
@@ -41,14 +45,17 @@ class ExportEventIn:
     fortnox_body: str          # JSON text of whatever Fortnox answered ("" when absent)
 
 
-def _text(data: dict, key: str, *, required: bool, limit: int = 200) -> str | None:
+def _text(data: dict, key: str, *, required: bool, limit: int = 200, where: str = "") -> str | None:
     value = data.get(key)
     if value is None and not required:
         return None
+    name = f"`{where}{key}`"
     if not isinstance(value, str) or not value.strip():
-        raise BadEvent(f"`{key}` must be a non-empty string")
+        raise BadEvent(f"{name} must be a non-empty string")
     if len(value) > limit:
-        raise BadEvent(f"`{key}` is longer than {limit} characters")
+        raise BadEvent(f"{name} is longer than {limit} characters")
+    if "\x00" in value:   # PostgreSQL cannot store it, and no id, tenant or ref has one
+        raise BadEvent(f"{name} must not contain NUL characters")
     return value.strip()
 
 
@@ -67,12 +74,15 @@ def parse_event(data: Any) -> ExportEventIn:
         raise BadEvent("`occurred_at` must be an ISO 8601 time") from None
     if when.tzinfo is None:
         raise BadEvent("`occurred_at` needs a UTC offset (e.g. 2026-12-03T14:02:11Z)")
+    if when > datetime.now(timezone.utc) + FUTURE_SKEW:
+        # A future time would outrank every later event and block recovery by export.succeeded.
+        raise BadEvent("`occurred_at` is in the future")
     export = data.get("export")
     if export is not None and not isinstance(export, dict):
         raise BadEvent("`export` must be an object")
     export = export or {}
-    kind = _text(export, "kind", required=False, limit=64)
-    ref = _text(export, "ref", required=False, limit=500)
+    kind = _text(export, "kind", required=False, limit=64, where="export.")
+    ref = _text(export, "ref", required=False, limit=500, where="export.")
     fortnox = data.get("fortnox")
     if fortnox is not None and not isinstance(fortnox, dict):
         raise BadEvent("`fortnox` must be an object")
@@ -82,19 +92,27 @@ def parse_event(data: Any) -> ExportEventIn:
         raise BadEvent("`fortnox.status` must be an HTTP status code")
     body = fortnox.get("body")
     body_text = "" if body is None else (body if isinstance(body, str) else json.dumps(body, ensure_ascii=False))
+    body_text = body_text.replace("\x00", "\ufffd")   # Fortnox's answer is kept as evidence; PostgreSQL refuses NUL
     return ExportEventIn(event_id, event_type, tenant, when.astimezone(timezone.utc), kind.lower() if kind else None,
                          ref, status, body_text[:MAX_STORED_BODY])
 
 
 def signature_ok(secret: str, body: bytes, headers) -> bool:
-    """Standard Webhooks check (HMAC-SHA256, constant-time compare, 300 s window both ways). Never raises."""
-    wanted = {k: headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
-    if not all(wanted.values()):
+    """Standard Webhooks check (HMAC-SHA256, 300 s window both ways, constant-time compare). Never raises.
+
+    The signature is compared as text, not as decoded bytes: lenient base64 decoding would accept a
+    signature whose last character differs only in padding bits (F-S7 wants that refused too).
+    """
+    msg_id, stamp, signatures = (headers.get(k, "") for k in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not (msg_id and stamp and signatures):
         return False
     try:
-        Webhook(secret).verify(body, wanted, json_parse=False)
-        return True
-    except Exception:   # malformed headers, bad base64, non-UTF-8 body: all simply "not verified"
+        sent_at = int(stamp)   # integer seconds, as the spec says
+        if abs(time.time() - sent_at) > SIGNATURE_WINDOW:
+            return False
+        expected = Webhook(secret).sign(msg_id, datetime.fromtimestamp(sent_at, timezone.utc), body.decode("utf-8"))
+        return any(hmac.compare_digest(expected.encode(), candidate.encode()) for candidate in signatures.split(" "))
+    except Exception:   # malformed headers, a non-UTF-8 body, an unusable secret: all simply "not verified"
         return False
 
 
@@ -141,7 +159,14 @@ async def export_failure(request: Request) -> JSONResponse:
         event = parse_event(data)
     except BadEvent as exc:
         return _answer(400, {"error": str(exc)}, str(exc))
-    result = await run_db(bot.incidents.ingest, event)
+    try:
+        result = await run_db(bot.incidents.ingest, event)
+    except Exception as exc:
+        # Not the sender's fault and nothing half-stored (one transaction): ask for a redelivery.
+        log.error("export webhook %s not stored: %s", event.id, type(exc).__name__)
+        metrics.WEBHOOKS.labels("503").inc()
+        return JSONResponse({"error": "the bot cannot store events right now; please redeliver later"},
+                            status_code=503, headers={"Retry-After": "30"})
     if not result.duplicate:
         bot.worker.notify()
     return _answer(202, {"incident": result.incident_id, "duplicate": result.duplicate}, "")

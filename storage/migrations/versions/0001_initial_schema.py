@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-03 17:47:11.299133
+Create Date: 2026-12-03 19:04:19.644493
 """
 from alembic import op
 import sqlalchemy as sa
@@ -95,6 +95,7 @@ def upgrade() -> None:
     sa.Column('affected', sa.JSON(), nullable=False),
     sa.Column('parent_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('diagnosis_id', sa.Integer(), nullable=True),
+    sa.Column('diagnosed_at', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('snoozed_until', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('snoozed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -103,6 +104,8 @@ def upgrade() -> None:
     sa.Column('resolution', sa.Text(), nullable=True),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('message_ts', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('channel_note', sa.Text(), nullable=True),
+    sa.Column('post_started_at', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('open_key')
@@ -143,6 +146,8 @@ def upgrade() -> None:
     sa.Column('decided_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('decided_at', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('link_issued_at', storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.Text(), nullable=True),
     sa.Column('live_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('live_key')

@@ -1,0 +1,54 @@
+"""`bench/run --quick`: each of the five benchmarks still runs end to end against the real servers.
+
+Tiny sizes, so the numbers mean nothing and no timing is asserted; what is asserted is what every run
+must show whatever the machine: every request answered, nothing lost or duplicated, one storm message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_runs_all_five_figures(tmp_path):
+    out = tmp_path / "rows.json"
+    results = ROOT / "bench" / "RESULTS.md"
+    results_before = results.read_bytes() if results.exists() else None
+    proc = subprocess.run([str(ROOT / "bench" / "run"), "--quick", "--json", str(out)], cwd=ROOT,
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r["figure"]: r for r in json.loads(out.read_text())}
+    assert not [f for f, r in rows.items() if r["verdict"] == "ERROR"]
+    assert (results.read_bytes() if results.exists() else None) == results_before   # a smoke run records nothing
+
+    for figure in ("1a. Ack: /fortnox diagnose", "1b. Ack: button diagnose.rerun"):
+        assert rows[figure]["data"]["ok"] == rows[figure]["data"]["requests"] == 20
+
+    ingested = [r for f, r in rows.items() if f.startswith("2. Webhook ingest")]
+    assert len(ingested) == 2          # SQLite, and PostgreSQL (measured, or skipped with the reason)
+    for r in ingested:
+        if r["verdict"] == "skip":
+            assert "PostgreSQL" in r["measured"]
+            continue
+        d = r["data"]
+        assert d["accepted"] == d["stored"] == d["events"] == 100
+        assert (d["incidents"], d["max_incidents_per_tenant"]) == (20, 1)
+        assert d["max_live_per_tenant"] <= 1
+        assert 0 < d["rss_mb"]
+
+    storm = rows["3. Storm: messages posted"]["data"]
+    assert (storm["accepted"], storm["messages"]) == (20, 1)
+    assert storm["posts"] >= 1
+    assert storm["platform_causes"] == ["client_credentials_invalid"]
+    assert (storm["lost"], storm["undelivered"]) == (0, 0)
+
+    bulk = rows["4. Bulk diagnose --all, 20 tenants"]["data"]
+    assert (bulk["exit"], bulk["diagnosed"], bulk["causes"]) == (0, 20, {"healthy": 20})
+
+    assert rows["5. Single diagnosis, valid token"]["data"]["causes"] == ["healthy"] * 3
+    assert rows["5. Single diagnosis, expired token (+ refresh)"]["data"]["causes"] == ["token_refreshed"] * 3
+    assert "figure" in proc.stdout and "verdict" in proc.stdout    # the table was printed
