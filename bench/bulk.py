@@ -20,7 +20,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench.common import ROOT, Row, TempDatabase, bot_env, child_env, median, open_store, seed_tenants, verdict
+from bench.common import (ROOT, Row, TempDatabase, bot_env, child_env, median, open_store, seed_tenants, verdict,
+                          where_time_went)
 from bot.runtime import build_runtime
 from bot.sandbox.runner import SandboxServer
 from bot.sandbox.world import World
@@ -117,7 +118,7 @@ def run(quick: bool = False) -> list[Row]:
         elif sandbox_cpu > 0.7 * wall:
             why = "the sandbox in the bench process is CPU-bound: the bench, not the CLI, sets the pace"
         else:
-            why = "neither process was busy: look for a queue or a lock"
+            why = "the CLI " + where_time_went(cli_cpu, wall).removeprefix("it ")
         notes.append(f"{wall - bound * TARGET_RATIO:.1f} s over {TARGET_RATIO}x the bound; the CLI used "
                      f"{cli_cpu:.1f} s of CPU in {wall:.1f} s ({cli_cpu / size.tenants * 1000:.1f} ms per diagnosis), "
                      f"the sandbox {sandbox_cpu:.1f} s: {why}")

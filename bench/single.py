@@ -87,7 +87,7 @@ def run(quick: bool = False) -> list[Row]:
         right = all(c == want for c in causes)
         notes = []
         if ratio > limit:
-            notes.append(f"{(ratio - limit) * rtt * 1000:.0f} ms over; {took - calls * rtt:.3f} s of each diagnosis "
+            notes.append(f"{(ratio - limit) * rtt * 1000:.1f} ms over; {took - calls * rtt:.3f} s of each diagnosis "
                          "is the bot's own work (store, decryption, rules) rather than waiting for Fortnox")
         if not right:
             notes.append(f"expected every cause to be {want}, got {sorted(set(causes))}")

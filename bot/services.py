@@ -66,6 +66,16 @@ class Bot:
         self.handlers.update({kind: partial(job, self) for kind, job in fix_actions.JOBS.items()})
         self.extensions.setdefault("slack_routes", []).append(fix_actions.ROUTES)
 
+    async def slack_reachable(self) -> bool:
+        """Does the Slack Web API answer auth.test at all (whatever it says)?"""
+        try:
+            await self.slack.auth_test()
+            return True
+        except Exception as exc:
+            from slack_sdk.errors import SlackApiError
+
+            return isinstance(exc, SlackApiError)   # an answer, even a refusal, means Slack is there
+
     def notify(self) -> None:
         self.worker.notify()
 

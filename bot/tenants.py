@@ -76,6 +76,14 @@ def _text_field(row: dict, key: str) -> str | None:
     raise TenantInputError(f"{key} must be a string")
 
 
+def _rows(reader):
+    """The CSV rows; a malformed file (e.g. an unclosed quote) raises, naming the line, instead of swallowing rows."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise TenantInputError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+
+
 def parse_import(text: str, filename: str = "") -> list[TenantSpec]:
     """CSV with header tenant,name,channel,kinds (kinds space-separated) or a JSON list of objects.
 
@@ -93,7 +101,7 @@ def parse_import(text: str, filename: str = "") -> list[TenantSpec]:
             raise TenantInputError("JSON must be a list of objects with tenant, name, channel, kinds")
         rows = [(f"item {i}", row) for i, row in enumerate(data, 1)]
     else:
-        reader = csv.DictReader(io.StringIO(stripped))
+        reader = csv.DictReader(io.StringIO(stripped), strict=True)   # an unclosed quote is an error, not a cell
         header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
         unknown = [h for h in header if h not in COLUMNS]
         if "tenant" not in header or unknown:
@@ -101,7 +109,7 @@ def parse_import(text: str, filename: str = "") -> list[TenantSpec]:
             raise TenantInputError(f"CSV needs the header line tenant,name,channel,kinds{extra}")
         reader.fieldnames = header
         rows = []
-        for row in reader:
+        for row in _rows(reader):
             if None in row:   # more cells than header columns: a kinds list with commas, usually
                 raise TenantInputError(f"line {reader.line_num}: more cells than columns; separate kinds with "
                                        "spaces, not commas")

@@ -148,6 +148,7 @@ def test_tenant_import_csv_and_json(filename, content, cli, tmp_path):
     ("t.json", "[{", "not valid JSON"),
     ("t.json", json.dumps([{"tenant": 42}]), "item 1: tenant must be a string"),
     ("t.csv", "", "the file is empty"),
+    ("t.csv", 'tenant,name,channel,kinds\nc1,"Unclosed,C0123ABCD,invoice\n', "not valid CSV"),
 ])
 def test_tenant_import_bad_rows_import_nothing(filename, content, says, cli, store, tmp_path):
     path = tmp_path / filename
@@ -365,3 +366,13 @@ def test_diagnose_text_reads_as_a_report(cli, store, world):
     assert "\n  1. Tell the Fortnox system administrator at Acme AB" in out[operator:customer]
     assert "\n  2. Buy the licence or module for invoices" in out[customer:]
     assert run.err == ""
+
+
+def test_tenant_credentials_takes_the_token_endpoints_answer_as_it_is(cli, store, world):
+    """The sandbox (and Fortnox) answer with expires_in, scope and token_type too: piping that in works."""
+    _ok(cli("tenant", "add", "acme", "--kinds", "invoice,customer", "--company-id", str(COMPANY)))
+    tokens = _fresh_tokens(world)
+    answer = {**{k: tokens[k] for k in ("access_token", "refresh_token")}, "expires_in": 3600,
+              "scope": "companyinformation invoice customer profile", "token_type": "bearer"}
+    _ok(cli("tenant", "credentials", "acme", stdin=json.dumps(answer)))
+    assert store.connections.load("acme").refresh_token == tokens["refresh_token"]

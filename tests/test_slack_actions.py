@@ -6,6 +6,7 @@ import threading
 from sqlmodel import delete
 
 from storage.models import Incident
+from tests.support.db import SQLITE_ONLY
 from tests.support.seed import ADMIN, ADMIN2, OPERATOR, TENANT_CHANNEL, export_event, post_event, seed_tenant
 from tests.support.slack import action_ids, click, element, message_text, only_message, wait_until
 
@@ -147,6 +148,7 @@ def test_two_people_resolving_at_once_resolve_it_once(server, store, world, slac
     assert _thread(slack, alert) == [f"✅ Marked resolved by <@{winners[0]}>"]
 
 
+@SQLITE_ONLY
 def test_unknown_action_and_a_deleted_incident_answer_ephemerally(server, store, world, slack):
     incident, alert = _alert(server, store, world, slack)
     response, key = click(server, slack, alert, "incident.escalate", user=OPERATOR, value=incident.id)
@@ -164,6 +166,7 @@ def test_unknown_action_and_a_deleted_incident_answer_ephemerally(server, store,
     assert store.jobs.counts().get("failed", 0) == 0
 
 
+@SQLITE_ONLY
 def test_a_snooze_choice_that_does_not_exist_changes_nothing(server, store, world, slack):
     incident, alert = _alert(server, store, world, slack)
     _, key = click(server, slack, alert, "incident.snooze", user=OPERATOR, option=f"{incident.id}|1y")
@@ -171,6 +174,7 @@ def test_a_snooze_choice_that_does_not_exist_changes_nothing(server, store, worl
     assert store.incidents.get(incident.id).status == "open"
 
 
+@SQLITE_ONLY
 def test_a_click_with_a_bad_signature_changes_nothing(server, store, world, slack):
     from bot.slack_standin import requests as slack_requests
     from tests.support.slack import post_slack

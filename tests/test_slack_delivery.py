@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
+from tests.support.db import SQLITE_ONLY
 from tests.support.seed import ADMIN, ALERT_CHANNEL, OPERATOR, TENANT_CHANNEL, export_event, post_event, seed_tenant
 from tests.support.slack import click, message_text, mrkdwn_texts, only_message, wait_until
 
@@ -25,6 +26,7 @@ def _fast_retries(server) -> None:
         handler.interval_calculator = FixedValueRetryIntervalCalculator(0.01)
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("error", ["not_in_channel", "channel_not_found", "is_archived"])
 def test_a_refused_tenant_channel_falls_back_to_alert_channel_and_says_why(server, store, world, slack, error):
     _failing_tenant(store, world)
@@ -111,16 +113,16 @@ def test_updates_to_one_message_keep_their_order(server, store, world, slack):
     # Slack slows down and refuses the next updates for a while; meanwhile people act on the alert.
     slack.state.fail("chat.update", status=429, retry_after=1, times=3)
     slack.state.latency = 0.1
-    _, snooze_key = click(server, slack, alert, "incident.snooze", user=OPERATOR, option=f"{incident_id}|1h")
+    click(server, slack, alert, "incident.snooze", user=OPERATOR, option=f"{incident_id}|1h")
     wait_until(lambda: store.incidents.get(incident_id).status == "snoozed")
-    _, resolve_key = click(server, slack, alert, "incident.resolve", user=ADMIN)
+    click(server, slack, alert, "incident.resolve", user=ADMIN)
     wait_until(lambda: store.incidents.get(incident_id).status == "resolved")
     server.drain(30)
     slack.state.latency = 0
 
     final = only_message(slack)
     assert f"✅ Resolved by <@{ADMIN}>" in message_text(final)
-    versions = [message_text(type("V", (), v)) for v in final.history] + [message_text(final)]
+    versions = [message_text(v) for v in final.history] + [message_text(final)]
     resolved_from = next(i for i, t in enumerate(versions) if "Resolved by" in t)
     assert all("Resolved by" in t for t in versions[resolved_from:])   # never back to an older state
     assert all("Snoozed by" not in t for t in versions[resolved_from:])

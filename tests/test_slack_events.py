@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from bot.slack_standin import requests as slack_requests
+from tests.support.db import SQLITE_ONLY
 from tests.support.seed import SIGNING_SECRET
 from tests.support.slack import post_slack, wait_until
 
@@ -57,6 +58,7 @@ def test_F_S2_a_redelivered_event_is_handled_once_even_after_a_restart(server_fa
     assert len(slack.calls_to("chat.postMessage")) == 3
 
 
+@SQLITE_ONLY
 def test_events_with_a_bad_signature_are_refused(server, slack):
     body, headers = slack_requests.event_callback("wrong-secret", event_id="Ev0BAD",
                                                   event={"type": "app_mention", "text": "hi", "ts": "1.1",
@@ -65,6 +67,7 @@ def test_events_with_a_bad_signature_are_refused(server, slack):
     assert slack.calls_to("chat.postMessage") == []
 
 
+@SQLITE_ONLY
 def test_url_verification_is_answered(server):
     import json
 

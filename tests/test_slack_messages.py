@@ -84,7 +84,7 @@ def test_F_S4_outside_text_that_looks_like_slack_markup_is_shown_literally(serve
     assert alert.blocks[0]["text"] == {"type": "plain_text", "text": f"{NAME}: Re-activation needed", "emoji": True}
 
     # The bot's own mentions still work next to it.
-    _, key = click(server, slack, alert, "incident.resolve", user=ADMIN)
+    click(server, slack, alert, "incident.resolve", user=ADMIN)
     wait_until(lambda: slack.thread(alert.channel, alert.ts))
     server.drain()
     resolved = message_text(only_message(slack, ALERT_CHANNEL))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from tests.support.db import SQLITE_ONLY
 from tests.support.seed import (ALERT_CHANNEL, TENANT_CHANNEL, export_event, post_event, seed_tenant,
                                 signed_webhook)
 from tests.support.slack import message_text, only_message
@@ -122,6 +123,7 @@ def test_F_S5_concurrent_inserts_of_one_event_cannot_both_win(store):
     (b"[1,2]", "application/json", 400, "the body must be a JSON object"),
     (json.dumps(export_event("acme")).encode(), "text/plain", 415, "Content-Type must be application/json"),
 ], ids=["a-not-json", "b-array", "c-text-plain"])
+@SQLITE_ONLY
 def test_F_S6_signed_bodies_that_are_not_events(server, store, slack, caplog, body, content_type, status, error):
     caplog.set_level(logging.INFO, logger="bot.webhooks.export")
     raw, headers = signed_webhook(body, content_type=content_type)
@@ -189,6 +191,7 @@ def _head(server, headers: dict, extra: dict) -> bytes:
 FIVE_MB = 5 * 1024 * 1024
 
 
+@SQLITE_ONLY
 def test_F_S6_five_megabytes_declared_is_refused_before_the_body_is_read(server, store, slack, caplog):
     caplog.set_level(logging.INFO, logger="bot.webhooks.export")
     body = b"{" + b" " * (FIVE_MB - 2) + b"}"
@@ -204,6 +207,7 @@ def test_F_S6_five_megabytes_declared_is_refused_before_the_body_is_read(server,
     _nothing_stored(store, slack)
 
 
+@SQLITE_ONLY
 def test_F_S6_five_megabytes_chunked_is_refused_without_reading_it_whole(server, store, slack, caplog):
     caplog.set_level(logging.INFO, logger="bot.webhooks.export")
     _, headers = signed_webhook(b"{}")
@@ -271,6 +275,7 @@ def _headers_for(case: str, event: dict) -> tuple[bytes, dict]:
     "d-non-numeric-timestamp", "e-signature-of-another-length", "e-signature-twice-as-long", "missing-signature",
     "another-secret",
 ])
+@SQLITE_ONLY
 def test_F_S7_signatures_that_almost_match(server, store, world, slack, case):
     seed_tenant(store, world, "acme", company=507)
     body, headers = _headers_for(case, export_event("acme"))
@@ -281,6 +286,7 @@ def test_F_S7_signatures_that_almost_match(server, store, world, slack, case):
     assert _diagnoses(store, "acme") == []
 
 
+@SQLITE_ONLY
 def test_F_S7_the_window_is_symmetric_and_290_seconds_pass(server, store, world):
     seed_tenant(store, world, "acme", company=508)
     for skew in (-290, 290):   # inside the window, with room for a slow machine
@@ -406,6 +412,7 @@ BAD_EVENTS = [
 ]
 
 
+@SQLITE_ONLY
 def test_every_field_validation_answers_400_with_a_clear_message(server, store, slack, caplog):
     caplog.set_level(logging.INFO, logger="bot.webhooks.export")
     for event, error in BAD_EVENTS:
@@ -421,6 +428,7 @@ def test_every_field_validation_answers_400_with_a_clear_message(server, store, 
     _nothing_stored(store, slack)
 
 
+@SQLITE_ONLY
 def test_fortnox_body_in_any_shape_is_accepted(server, store, world):
     seed_tenant(store, world, "acme", company=513)
     bodies = [{"errorinformation": {"Error": 1, "Message": "Invalid login", "Code": 2000310}},
@@ -434,6 +442,7 @@ def test_fortnox_body_in_any_shape_is_accepted(server, store, world):
     server.drain()
 
 
+@SQLITE_ONLY
 def test_a_store_failure_answers_503_so_the_platform_redelivers(server, store, world, slack, caplog):
     seed_tenant(store, world, "acme", company=514)
     service = server.bot.incidents

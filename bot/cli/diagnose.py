@@ -87,7 +87,11 @@ def _run(args) -> int:
 
 
 async def _one(rt, tenant: str, args) -> int:
-    d = await rt.diagnoser.run(tenant, trigger="cli")
+    from bot.aio import run_db
+
+    # Like /fortnox in Slack: an id or a display name, any case, stray spaces ignored.
+    found = await run_db(rt.store.tenants.find, tenant)
+    d = await rt.diagnoser.run(found.id if found else tenant.strip(), trigger="cli")
     print(json.dumps(d.to_json(), ensure_ascii=False) if args.json else render_text(d), flush=True)
     return EXIT_OK
 

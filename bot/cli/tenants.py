@@ -156,7 +156,8 @@ def _parse_expiry(value, access_token: str) -> datetime:
     raise UsageError("expires_at must be ISO 8601 with an offset or epoch seconds")
 
 
-_OAUTH_KEYS = {"access_token", "refresh_token", "expires_at"}
+# The token endpoint's own answer (expires_in, scope, token_type) can be piped in as it is; those keys are ignored.
+_OAUTH_KEYS = {"access_token", "refresh_token", "expires_at", "expires_in", "scope", "token_type"}
 _SHAPES = '{"access_token", "refresh_token", "expires_at"?} or {"legacy_access_token"}'
 
 

@@ -59,6 +59,11 @@ def create_app(settings: Settings, bot: Bot | None = None, *, start_background: 
             failed = response.status_code >= 500 and f"Bolt answered {response.status_code}"
         except Exception as exc:
             failed = type(exc).__name__
+        if failed and not await bot.slack_reachable():
+            # Bolt checks the bot token with auth.test before routing: Slack, not the request, is the problem.
+            log.warning("Slack Web API at %s is unreachable; answering 503", settings.slack_api_url)
+            return JSONResponse({"error": "Slack Web API unreachable; try again"}, status_code=503,
+                                headers={"Retry-After": "30"})
         if failed:   # Bolt choked on the payload's shape (e.g. `actions` not a list) before any listener ran
             log.warning("slack request not readable by Bolt: %s", failed)
             return slack_inbound.refuse_unreadable(settings.slack_signing_secret, checked.state.raw_body,

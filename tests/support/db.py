@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -46,3 +47,8 @@ def truncate_all(url: str) -> None:
         if tables:
             conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
     engine.dispose()
+
+
+# For tests whose subject does not depend on the database (parsing, signatures, wording): run them once,
+# on SQLite, instead of once per database. Use as a decorator: @SQLITE_ONLY
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

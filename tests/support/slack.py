@@ -12,7 +12,10 @@ from tests.support.seed import SIGNING_SECRET
 
 
 def message_text(message) -> str:
-    """Every text Slack would parse as mrkdwn in a stand-in Message (fallback + mrkdwn objects), joined."""
+    """Every text Slack would parse as mrkdwn (fallback + mrkdwn objects), joined: of a stand-in Message, or of
+    a message as a dict (a response_url body, an entry of Message.history)."""
+    if isinstance(message, dict):
+        return "\n".join([message.get("text") or ""] + mrkdwn_texts(message.get("blocks") or []))
     return "\n".join([message.text or ""] + mrkdwn_texts(message.blocks or []))
 
 
