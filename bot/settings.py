@@ -4,7 +4,9 @@ A missing or malformed setting raises SettingsError naming it, so start-up can s
 """
 from __future__ import annotations
 
+import base64
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -150,6 +152,9 @@ def load_settings(env: dict[str, str] | None = None, *, need: str = "none", dote
         url = _url("SLACK_API_URL", get("SLACK_API_URL"))
         kw["slack_api_url"] = url if url.endswith("/") else url + "/"  # slack_sdk urljoins method names
     kw["alert_channel"] = get("ALERT_CHANNEL")
+    if kw["alert_channel"] and not re.match(r"^[CGD][A-Z0-9]{2,20}$", kw["alert_channel"]):
+        raise SettingsError("ALERT_CHANNEL", f"expected a Slack channel ID like C0123ABCD, got {kw['alert_channel']!r} "
+                                             "(channel details in Slack show it)")
     kw["fortnox_admins"] = frozenset(u.strip() for u in get("FORTNOX_ADMINS").split(",") if u.strip())
     kw["fortnox_admin_group"] = get("FORTNOX_ADMIN_GROUP")
     kw["fortnox_client_id"] = get("FORTNOX_CLIENT_ID")
@@ -163,6 +168,11 @@ def load_settings(env: dict[str, str] | None = None, *, need: str = "none", dote
     if secret:
         if not secret.startswith("whsec_"):
             raise SettingsError("EXPORT_WEBHOOK_SECRET", "expected a Standard Webhooks secret starting with whsec_")
+        try:   # the part after whsec_ is base64: a typo here would make every webhook fail with 401
+            if not base64.b64decode(secret[len("whsec_"):], validate=True):
+                raise ValueError
+        except ValueError:
+            raise SettingsError("EXPORT_WEBHOOK_SECRET", "the part after whsec_ is not base64") from None
         kw["export_webhook_secret"] = secret
     if get("FORTNOX_SCOPES"):
         scopes = parse_scopes(get("FORTNOX_SCOPES"))

@@ -1,0 +1,38 @@
+"""Settings: a missing or malformed one stops start-up with one line naming it."""
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+from tests.conftest import bot_env
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("ALERT_CHANNEL", "general", "expected a Slack channel ID"),
+    ("EXPORT_WEBHOOK_SECRET", "whsec_!!!", "not base64"),
+    ("EXPORT_WEBHOOK_SECRET", "abc", "starting with whsec_"),
+    ("ENCRYPTION_KEY", "abc", "not a valid Fernet key"),
+    ("PORT", "notanumber", "expected a number"),
+    ("SLACK_BOT_TOKEN", "wrong", "xoxb-"),
+    ("FORTNOX_REDIRECT_URI", "not a url", "http(s) URL"),
+    ("ALLOW_SELF_APPROVAL", "maybe", "true or false"),
+])
+def test_malformed_setting_is_named(name, value, says, sqlite_url):
+    env = bot_env(db_url=sqlite_url)
+    env[name] = value
+    with pytest.raises(SettingsError) as err:
+        load_settings(env=env, need="serve")
+    assert err.value.name == name and says in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_required_setting_is_named(sqlite_url):
+    env = bot_env(db_url=sqlite_url)
+    del env["ALERT_CHANNEL"]
+    with pytest.raises(SettingsError, match="ALERT_CHANNEL: is required"):
+        load_settings(env=env, need="serve")
+
+
+def test_valid_settings_load(sqlite_url):
+    s = load_settings(env=bot_env(db_url=sqlite_url, ALLOW_SELF_APPROVAL="true", PORT="8080"), need="serve")
+    assert s.allow_self_approval is True and s.port == 8080 and s.slack_api_url.endswith("/")
