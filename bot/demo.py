@@ -16,13 +16,13 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from html.parser import HTMLParser
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import httpx
 from cryptography.fernet import Fernet
 
 from bot.fortnox.claims import decode_claims
+from bot.sandbox.customer import consent_in_sandbox
 from bot.sandbox.runner import SandboxServer
 from bot.sandbox.world import World
 from bot.settings import load_settings
@@ -175,21 +175,6 @@ def run() -> int:
 _LINK = re.compile(r"https?://\S+/auth\?\S+")
 
 
-class _Form(HTMLParser):
-    """Reads the sandbox's consent form the way a browser would submit it."""
-
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = "", {}
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "form":
-            self.action = a.get("action", "")
-        if tag == "input" and a.get("name"):
-            self.fields[a["name"]] = a.get("value") or ""
-
-
 def _click(server: BotServer, slack: SlackStandin, inc, action_id: str, value: str, user: str) -> httpx.Response:
     key = f"demo-{action_id}-{user}"
     body, headers = slack_requests.block_action(SIGNING_SECRET, action_id=action_id, value=value, user_id=user,
@@ -229,15 +214,10 @@ def _fix_loop(server: BotServer, slack: SlackStandin, sandbox: SandboxServer) ->
         return
     link = sorted(links)[0]
     say(f"   link: {link[:110]}…")
-    with httpx.Client(timeout=10) as browser:
-        page = browser.get(link)
-        form = _Form()
-        form.feed(page.text)
-        data = {**form.fields, "tenant_id": "5550001", "user_id": "1", "action": "approve"}
-        redirect = browser.post(urljoin(link, form.action), data=data)
-        say(f"   the customer's admin logs in to Fortnox and clicks \"Godkänn & aktivera\" -> "
-            f"HTTP {redirect.status_code} back to the bot")
-        landing = browser.get(redirect.headers["location"])
+    redirect = consent_in_sandbox(link, company=5550001, user=1)
+    say(f"   the customer's admin logs in to Fortnox and clicks \"Godkänn & aktivera\" -> "
+        f"HTTP {redirect.status_code} back to the bot")
+    landing = httpx.get(redirect.headers["location"], timeout=10)
     title = re.search(r"<title>(.*?)</title>", landing.text, re.S)
     say(f"   the bot's callback page: HTTP {landing.status_code} \"{html.unescape(title.group(1).strip()) if title else ''}\"")
     server.drain(60)

@@ -7,11 +7,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from bot.sandbox.customer import consent_in_sandbox
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.seed import ADMIN, OPERATOR, TENANT_CHANNEL, WEBHOOK_SECRET, export_event, post_event, seed_tenant
@@ -31,28 +32,9 @@ def thread_links(slack, channel: str, ts: str) -> list[str]:
     return sorted({html.unescape(m) for r in slack.thread(channel, ts) for m in _LINK.findall(r.text or "")})
 
 
-class _Form(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = "", {}
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "form":
-            self.action = a.get("action", "")
-        if tag == "input" and a.get("name"):
-            self.fields[a["name"]] = a.get("value") or ""
-
-
 def consent_in_fortnox(link: str, *, company: int, user: int, action: str = "approve") -> httpx.Response:
     """Open the link, log in, press "Godkänn & aktivera" (or "Avbryt"); returns Fortnox's redirect, not followed."""
-    with httpx.Client(timeout=10) as client:
-        page = client.get(link)
-        assert page.status_code == 200 and "Aktivering" in page.text, page.text[:300]
-        form = _Form()
-        form.feed(page.text)
-        data = {**form.fields, "tenant_id": str(company), "user_id": str(user), "action": action}
-        return client.post(urljoin(link, form.action), data=data)
+    return consent_in_sandbox(link, company=company, user=user, action=action)
 
 
 def callback_params(redirect: httpx.Response) -> dict[str, str]:
