@@ -82,6 +82,15 @@ def store(db_url, cipher):
 
 
 @pytest.fixture
+def sqlite_store(sqlite_url, cipher):
+    """A migrated store on a fresh SQLite file, for tests that need no PostgreSQL lane."""
+    st = Store(sqlite_url, cipher)
+    st.upgrade()
+    yield st
+    st.close()
+
+
+@pytest.fixture
 def world():
     return World(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 

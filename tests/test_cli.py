@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from bot.fortnox.claims import decode_claims
-from storage import Store, TokenCipher
+from storage import Store
 from storage.models import Connection, Tenant
 from storage.types import utcnow
-from tests.conftest import ENCRYPTION_KEY
 from tests.support.diag import call_main, cli_env, run_cli
 from tests.support.seed import CLIENT_ID, seed_tenant
 
@@ -21,11 +20,9 @@ COMPANY = 1234567
 
 
 @pytest.fixture
-def store(sqlite_url):
-    st = Store(sqlite_url, TokenCipher(ENCRYPTION_KEY))
-    st.upgrade()
-    yield st
-    st.close()
+def store(sqlite_store):
+    """These tests run on SQLite only (the CLI in a subprocess reads the same file)."""
+    return sqlite_store
 
 
 @pytest.fixture

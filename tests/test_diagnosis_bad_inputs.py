@@ -14,7 +14,6 @@ from bot.diagnosis.model import Cause
 from storage import Store, TokenCipher
 from storage.models import Connection
 from storage.types import utcnow
-from tests.conftest import ENCRYPTION_KEY
 from tests.support.diag import call_main, cli_env, diagnose, run_cli, settings_for
 from tests.support.seed import seed_tenant
 
@@ -22,11 +21,9 @@ COMPANY = 1234567
 
 
 @pytest.fixture
-def store(sqlite_url):
-    st = Store(sqlite_url, TokenCipher(ENCRYPTION_KEY))
-    st.upgrade()
-    yield st
-    st.close()
+def store(sqlite_store):
+    """These tests run on SQLite only (the CLI in a subprocess reads the same file)."""
+    return sqlite_store
 
 
 def _at_rest(store) -> dict:

@@ -11,8 +11,6 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bot.diagnosis.model import Cause
-from storage import Store, TokenCipher
-from tests.conftest import ENCRYPTION_KEY
 from tests.support.diag import call_main, cli_env, diagnose, run_cli, settings_for
 from tests.support.seed import CLIENT_ID, seed_tenant
 
@@ -129,11 +127,9 @@ def test_every_cause_of_the_contract_has_a_scenario():
 
 
 @pytest.fixture
-def store(sqlite_url):
-    st = Store(sqlite_url, TokenCipher(ENCRYPTION_KEY))
-    st.upgrade()
-    yield st
-    st.close()
+def store(sqlite_store):
+    """These tests run on SQLite only (the CLI in a subprocess reads the same file)."""
+    return sqlite_store
 
 
 def _refreshes(world) -> int:
