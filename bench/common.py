@@ -165,13 +165,21 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
 
 
 class BotProcess:
-    """`python -m bench.serve` (the real BotServer) in a child process; `url`, `pid`, peak RSS, CPU time."""
+    """`python -m bench.serve` (the real BotServer) in a child process; `url`, `pid`, peak RSS, CPU time.
 
-    def __init__(self, env: dict[str, str]):
-        self.env = env
+    jobs_apart: the deployment for throughput (docs/replicas.md): the server answers HTTP only
+    (FORTNOX_BOT_RUN_JOBS=false) and `fortnox-bot worker` runs the jobs in a second process. CPU time is
+    then both processes' together; peak RSS is reported for each.
+    """
+
+    def __init__(self, env: dict[str, str], *, jobs_apart: bool = False):
+        self.env = {**env, "FORTNOX_BOT_RUN_JOBS": "false"} if jobs_apart else env
+        self.jobs_apart = jobs_apart
         self.url = ""
         self.proc: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile(mode="w+")
+        self._worker_log = tempfile.TemporaryFile(mode="w+")
 
     def start(self, timeout: float = 60.0) -> "BotProcess":
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.serve"], cwd=ROOT, env=child_env(self.env),
@@ -183,48 +191,77 @@ class BotProcess:
             self.stop()
             raise RuntimeError(problem)
         self.url = line
+        if self.jobs_apart:
+            env = {**self.env, "FORTNOX_REDIRECT_URI": f"{line}/oauth/fortnox/callback"}
+            self.worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], cwd=ROOT, env=child_env(env),
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=self._worker_log, text=True)
+            deadline = time.monotonic() + timeout
+            while "worker running" not in self._tail(self._worker_log):
+                if time.monotonic() > deadline or self.worker.poll() is not None:
+                    problem = f"the worker process did not start:\n{self._tail(self._worker_log)}"
+                    self.stop()
+                    raise RuntimeError(problem)
+                time.sleep(0.05)
         return self
+
+    @staticmethod
+    def _tail(log, lines: int = 20) -> str:
+        log.seek(0)
+        return "".join(log.readlines()[-lines:])
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def _status(self, key: str) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
+    def _status(self, key: str, pid: int | None = None) -> int:
+        with open(f"/proc/{pid or self.pid}/status") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
         return 0
 
     def peak_rss_mb(self) -> float:
-        """VmHWM: the most resident memory the process has had so far."""
+        """VmHWM: the most resident memory the (server) process has had so far."""
         return self._status("VmHWM") / 1024
 
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
+    def worker_peak_rss_mb(self) -> float | None:
+        return self._status("VmHWM", self.worker.pid) / 1024 if self.worker else None
+
+    @staticmethod
+    def _cpu(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the server and, with jobs_apart, the worker."""
+        return self._cpu(self.pid) + (self._cpu(self.worker.pid) if self.worker else 0.0)
+
+    def server_cpu_seconds(self) -> float:
+        return self._cpu(self.pid)
+
     def log_tail(self, lines: int = 20) -> str:
-        self._log.seek(0)
-        return "".join(self._log.readlines()[-lines:])
+        return self._tail(self._log, lines) + (self._tail(self._worker_log, lines) if self.worker else "")
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            # Figures are read before stopping; jobs still in flight (slow Fortnox) need not finish.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(1)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        for proc in (self.worker, self.proc):
+            if proc is not None and proc.poll() is None:
+                # Figures are read before stopping; jobs still in flight (slow Fortnox) need not finish.
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(1)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream:
                 stream.close()
         self._log.close()
-        self.proc = None
+        self._worker_log.close()
+        self.proc = self.worker = None
 
     def __enter__(self) -> "BotProcess":
         return self.start()

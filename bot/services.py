@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.aio import run_db
 from bot.fix.service import FixService
+from bot.group_commit import GroupCommit
 from bot.incidents.service import IncidentService
 from bot.jobs.worker import Worker
 from bot.runtime import build_runtime, open_store
@@ -43,6 +44,11 @@ class Bot:
         self.store = self.runtime.store
         self.slack = slack_client or make_slack_client(settings)
         self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify, notes=SlackNotes(self))
+        # PostgreSQL takes two batches at once (one is written while the other waits for its round trips);
+        # SQLite has one writer.
+        self.intake = GroupCommit(self.incidents.ingest, self.incidents.ingest_many, name="event-intake")
+        self._job_writes = GroupCommit(lambda request: self.store.jobs.enqueue(**request), self.store.jobs.enqueue_many,
+                                       name="job-queue")
         self.delivery = SlackDelivery(self)
         self.handlers = {
             "diagnose": self._diagnose_job,
@@ -79,7 +85,16 @@ class Bot:
     def notify(self) -> None:
         self.worker.notify()
 
+    async def enqueue(self, kind: str, payload: dict, **options) -> int | None:
+        """Queue a job from a request (Store.jobs.enqueue's options) and wake the worker. Concurrent requests
+        share one commit, so a burst of clicks does not queue for the store one by one."""
+        job_id = await self._job_writes.submit({"kind": kind, "payload": payload, **options})
+        self.notify()
+        return job_id
+
     async def start(self) -> None:
+        if not self.settings.run_jobs:
+            return   # a web-only process (FORTNOX_BOT_RUN_JOBS=false): `fortnox-bot worker` runs the jobs
         self.worker.start()
         if self._maintenance:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
@@ -88,6 +103,8 @@ class Bot:
         for t in self._tasks:
             t.cancel()
         await self.worker.stop()
+        self.intake.close()
+        self._job_writes.close()
         await self.runtime.aclose()
 
     # --- jobs -------------------------------------------------------------------------------

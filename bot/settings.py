@@ -51,10 +51,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     # Operational tuning, not in CONTRACT.md (docs/replicas.md): env FORTNOX_BOT_JOB_LEASE_SECONDS,
-    # FORTNOX_BOT_REFRESH_LEASE_SECONDS, FORTNOX_BOT_HTTP_TIMEOUT_SECONDS.
+    # FORTNOX_BOT_REFRESH_LEASE_SECONDS, FORTNOX_BOT_HTTP_TIMEOUT_SECONDS, FORTNOX_BOT_RUN_JOBS.
     job_lease_seconds: float = 120.0       # a dead replica's jobs are taken over after this long
     refresh_lease_seconds: float = 60.0    # a refresh lease older than this was abandoned (F-D1)
     http_timeout_seconds: float = 10.0     # per call to Slack's Web API and to Fortnox
+    run_jobs: bool = True                  # FORTNOX_BOT_RUN_JOBS=false: `serve` leaves jobs to `fortnox-bot worker`
 
     @property
     def socket_mode(self) -> bool:
@@ -198,6 +199,8 @@ def load_settings(env: dict[str, str] | None = None, *, need: str = "none", dote
                        ("FORTNOX_BOT_HTTP_TIMEOUT_SECONDS", "http_timeout_seconds")):
         if get(name):
             kw[attr] = _number(name, get(name), minimum=0.1)
+    if get("FORTNOX_BOT_RUN_JOBS"):
+        kw["run_jobs"] = _bool("FORTNOX_BOT_RUN_JOBS", get("FORTNOX_BOT_RUN_JOBS"))
     timeout = kw.get("http_timeout_seconds", Settings.http_timeout_seconds)
     if kw.get("refresh_lease_seconds", Settings.refresh_lease_seconds) <= timeout:
         # A refresh still waiting for Fortnox must never look abandoned to another replica.

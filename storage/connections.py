@@ -53,7 +53,7 @@ class Connections:
         return None if value is None else self.cipher.decrypt(value)
 
     def load(self, tenant_id: str) -> Credentials | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.get(Connection, tenant_id)
         if row is None:
             return None
@@ -77,7 +77,7 @@ class Connections:
 
     def other_tenants_decrypt(self, exclude: str, sample: int = 3) -> bool | None:
         """Do other tenants' tokens decrypt? None when there is no other to try."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = list(s.exec(select(Connection).where(
                 Connection.tenant_id != exclude,
                 or_(Connection.access_token_enc.is_not(None), Connection.legacy_token_enc.is_not(None))).limit(sample)))
@@ -100,7 +100,7 @@ class Connections:
         others = self.other_tenants_decrypt(tenant_id)
         if others is not None:
             return not others
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.get(Connection, tenant_id)
         if row is None:
             return False
@@ -209,7 +209,7 @@ class Connections:
 
     def tenants_due_for_refresh(self, issued_before: datetime, limit: int = 500) -> list[str]:
         """Active OAuth tenants last refreshed before `issued_before` (idle refresh tokens die after 31-45 days)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.exec(select(Connection.tenant_id).where(
                 Connection.state == "active", Connection.mode == "oauth", Connection.refresh_owner.is_(None),
                 Connection.refresh_token_enc.is_not(None), Connection.issued_at < issued_before).limit(limit))

@@ -21,10 +21,10 @@ class Diagnoses:
             return row
 
     def get(self, diagnosis_id: int) -> DiagnosisRecord | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.get(DiagnosisRecord, diagnosis_id)
 
     def latest(self, tenant_id: str) -> DiagnosisRecord | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.exec(select(DiagnosisRecord).where(DiagnosisRecord.tenant_id == tenant_id)
                           .order_by(DiagnosisRecord.id.desc()).limit(1)).first()

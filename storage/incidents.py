@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import func, select
 
 from storage.db import Database
 from storage.jobs import Jobs
-from storage.models import ExportEvent, Incident
+from storage.models import AuditEntry, ExportEvent, Incident, Job
 from storage.types import utcnow
 
 MAX_KINDS = 20
@@ -21,8 +21,18 @@ SUCCEEDED = "export.succeeded: a later export went through"
 REDIAGNOSE_EVERY = 2.0
 
 
+def _audit(action: str, tenant_id: str, incident_id: str, detail: dict) -> AuditEntry:
+    return AuditEntry(action=action, actor="platform", tenant_id=tenant_id, incident_id=incident_id, detail=detail)
+
+
 def new_incident_id() -> str:
     return "inc_" + secrets.token_hex(5)
+
+
+def diagnose_key(incident_id: str) -> str:
+    """Coalescing key of an incident's pending diagnosis. Per incident, not per tenant: a job still pending
+    for an incident that has since recovered must not absorb the diagnosis of the tenant's next incident."""
+    return f"diagnose:{incident_id}"
 
 
 def tenant_key(tenant_id: str) -> str:
@@ -53,34 +63,34 @@ class Incidents:
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, incident_id: str) -> Incident | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.get(Incident, incident_id)
 
     def live_for_tenant(self, tenant_id: str) -> Incident | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.exec(select(Incident).where(Incident.open_key == tenant_key(tenant_id))).first()
 
     def live(self, limit: int = 100) -> list[Incident]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(Incident).where(Incident.open_key.is_not(None), Incident.parent_id.is_(None))
                                .order_by(Incident.last_seen_at.desc()).limit(limit)))
 
     def children(self, platform_id: str) -> list[Incident]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(Incident).where(Incident.parent_id == platform_id).order_by(Incident.tenant_id)))
 
     def events(self, incident_id: str, limit: int = 200) -> list[ExportEvent]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(ExportEvent).where(ExportEvent.incident_id == incident_id, ExportEvent.type == "export.failed")
                                .order_by(ExportEvent.occurred_at.desc()).limit(limit)))
 
     def event_incident(self, event_id: str) -> str | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.get(ExportEvent, event_id)
             return row.incident_id if row else None
 
     def all(self) -> list[Incident]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(Incident).order_by(Incident.opened_at)))
 
     # --- ingest -----------------------------------------------------------------------------
@@ -100,6 +110,123 @@ class Incidents:
                     return Ingested(existing, duplicate=True)
         raise RuntimeError("could not store the event after 3 attempts")
 
+    def ingest_many(self, events: list[dict]) -> list[Ingested]:
+        """Store a batch of events (ExportEvent columns as dicts) in one unit of work; the same outcome as
+        `ingest` on each in turn.
+
+        Failures of tenants with no export.succeeded in the batch (nearly all, in a burst) are handled
+        set-based: one query for duplicates, one that locks the tenants' live incidents, one bulk insert each
+        for events, new incidents, diagnose jobs and audit rows. A tenant with an export.succeeded in the
+        batch goes event by event (`_ingest_in`), as recovery has more to do. Raises on any conflict (say,
+        another replica opened an incident meanwhile); the caller then ingests the events one by one.
+        """
+        with self.db.session() as s:
+            return self._ingest_many(s, events)
+
+    def _ingest_many(self, s, events: list[dict]) -> list[Ingested]:
+        results: list[Ingested | None] = [None] * len(events)
+        table = ExportEvent.__table__
+        conn = s.connection()   # Core from here on: the ORM's per-statement machinery costs more than the SQL
+        known = dict(conn.execute(select(table.c.id, table.c.incident_id)
+                                  .where(table.c.id.in_({e["id"] for e in events}))).all())
+        first: dict[str, int] = {}            # event id -> index of its first copy in this batch
+        by_tenant: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            if e["id"] in known:
+                results[i] = Ingested(known[e["id"]], duplicate=True)
+            elif e["id"] not in first:
+                first[e["id"]] = i
+                by_tenant.setdefault(e["tenant_id"], []).append(i)
+        stepwise = [t for t, idx in by_tenant.items() if any(events[i]["type"] != "export.failed" for i in idx)]
+        for tenant in stepwise:
+            for i in by_tenant.pop(tenant):
+                results[i] = self._ingest_in(s, ExportEvent(**events[i]), 0.0)
+        if by_tenant:
+            self._failures_in_bulk(conn, events, by_tenant, results)
+        for i, e in enumerate(events):
+            if results[i] is None:   # a repeat within the batch: a duplicate of its first copy
+                results[i] = Ingested(results[first[e["id"]]].incident_id, duplicate=True)
+        return results
+
+    def _failures_in_bulk(self, conn, events: list[dict], by_tenant: dict[str, list[int]],
+                          results: list[Ingested | None]) -> None:
+        table = Incident.__table__
+        keys = [tenant_key(t) for t in by_tenant]
+        columns = select(table.c.id, table.c.tenant_id, table.c.open_key, table.c.failures, table.c.last_event_at,
+                         table.c.kinds, table.c.diagnosed_at).where(table.c.open_key.in_(keys))
+        if self.db.is_postgres:   # row locks taken in one order, so two replicas' batches cannot deadlock
+            found = conn.execute(columns.order_by(table.c.id).with_for_update())
+        else:                     # a write first takes SQLite's database lock (a read could not be upgraded later)
+            conn.execute(update(table).where(table.c.open_key.in_(keys)).values(version=table.c.version + 1))
+            found = conn.execute(columns)
+        live = {row.tenant_id: dict(row._mapping, events=0, created=False) for row in found}
+        quiet = [t for t in by_tenant if t not in live]
+        last_resolved = dict(conn.execute(select(table.c.tenant_id, func.max(table.c.resolved_at))
+                                       .where(table.c.tenant_id.in_(quiet), table.c.platform == False)  # noqa: E712
+                                       .group_by(table.c.tenant_id)).all()) if quiet else {}
+        now = utcnow()
+        rows, opened, audits = [], [], []
+        for tenant, indexes in by_tenant.items():
+            inc = live.get(tenant)
+            for i in indexes:
+                row = events[i]
+                occurred = row["occurred_at"]
+                if inc is None and last_resolved.get(tenant) and occurred < last_resolved[tenant]:
+                    # A late failure from before the last recovery: recorded, but it does not reopen anything.
+                    last_id = conn.execute(select(table.c.id).where(table.c.tenant_id == tenant,
+                                                                 table.c.resolved_at == last_resolved[tenant])).scalar()
+                    row["incident_id"] = last_id
+                    rows.append(row)
+                    results[i] = Ingested(last_id, duplicate=False)
+                    continue
+                if inc is None:
+                    inc = live[tenant] = {"id": new_incident_id(), "tenant_id": tenant, "failures": 0, "kinds": [],
+                                          "last_event_at": occurred, "diagnosed_at": None, "events": 0,
+                                          "created": True}
+                    opened.append(inc)
+                    audits.append({"action": "incident_opened", "actor": "platform", "tenant_id": tenant,
+                                   "incident_id": inc["id"], "detail": {"event": row["id"]}, "at": now})
+                    results[i] = Ingested(inc["id"], duplicate=False, created=True)
+                else:
+                    results[i] = Ingested(inc["id"], duplicate=False)
+                inc["failures"] += 1
+                inc["events"] += 1
+                if inc["last_event_at"] is None or occurred > inc["last_event_at"]:
+                    inc["last_event_at"] = occurred
+                kind = row["kind"]
+                if kind and kind not in inc["kinds"] and len(inc["kinds"]) < MAX_KINDS:
+                    inc["kinds"] = [*inc["kinds"], kind]
+                row["incident_id"] = inc["id"]
+                rows.append(row)
+        touched = [inc for inc in live.values() if inc["events"]]
+        if opened:
+            conn.execute(insert(table), [
+                {"id": inc["id"], "tenant_id": inc["tenant_id"], "platform": False, "cause": "pending", "status": "open",
+                 "open_key": tenant_key(inc["tenant_id"]), "opened_at": now, "last_seen_at": now,
+                 "last_event_at": inc["last_event_at"], "failures": inc["failures"], "kinds": inc["kinds"],
+                 "affected": [], "summary": "", "version": inc["events"]} for inc in opened])
+        updates = [inc for inc in touched if not inc["created"]]
+        if updates:
+            conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(
+                failures=bindparam("b_failures"), last_seen_at=bindparam("b_seen"), last_event_at=bindparam("b_last"),
+                kinds=bindparam("b_kinds"), version=table.c.version + bindparam("b_events")),
+                [{"b_id": inc["id"], "b_failures": inc["failures"], "b_seen": now, "b_last": inc["last_event_at"],
+                  "b_kinds": inc["kinds"], "b_events": inc["events"]} for inc in updates])
+        conn.execute(insert(ExportEvent.__table__), rows)
+        if audits:
+            conn.execute(insert(AuditEntry.__table__), audits)
+        if touched:
+            # A pending diagnose job of the tenant absorbs this one (see Jobs._absorbed; locked the same way).
+            wanted = {diagnose_key(inc["id"]): inc for inc in touched}
+            pending = set(conn.execute(select(Job.__table__.c.pending_key)
+                                    .where(Job.__table__.c.pending_key.in_(list(wanted))).with_for_update()).scalars())
+            jobs = [{"kind": "diagnose", "pending_key": key, "status": "pending", "attempts": 0, "created_at": now,
+                     "run_after": now + timedelta(seconds=0.0 if inc["created"] else self._settle_after(inc["diagnosed_at"])),
+                     "payload": {"tenant": inc["tenant_id"], "incident": inc["id"], "trigger": "webhook"}}
+                    for key, inc in wanted.items() if key not in pending]
+            if jobs:
+                conn.execute(insert(Job.__table__), jobs)
+
     @staticmethod
     def _lock(s, inc: Incident) -> Incident:
         """Hold the incident's row until commit and re-read it, so concurrent ingests and diagnoses apply one
@@ -112,61 +239,71 @@ class Incidents:
     def _settle(self, inc: Incident) -> float:
         """Seconds to wait before re-diagnosing an incident just diagnosed: a burst of failures then costs one
         diagnosis (a few Fortnox calls, one message update) per REDIAGNOSE_EVERY, not one per failure."""
-        if inc.diagnosed_at is None:
+        return self._settle_after(inc.diagnosed_at)
+
+    def _settle_after(self, diagnosed_at: datetime | None) -> float:
+        if diagnosed_at is None:
             return 0.0
-        since = (utcnow() - inc.diagnosed_at).total_seconds()
+        since = (utcnow() - diagnosed_at).total_seconds()
         return min(self.rediagnose_every, max(0.0, self.rediagnose_every - since))
 
     def _event_exists(self, event_id: str) -> bool:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.get(ExportEvent, event_id) is not None
 
     def _ingest(self, event: ExportEvent, diagnose_delay: float) -> Ingested:
         with self.db.session() as s:
-            if s.get(ExportEvent, event.id) is not None:
-                return Ingested(s.get(ExportEvent, event.id).incident_id, duplicate=True)
-            row = ExportEvent(**event.model_dump())
-            live = s.exec(select(Incident).where(Incident.open_key == tenant_key(event.tenant_id))).first()
-            if live is not None and self._lock(s, live).open_key is None:
-                raise _Raced()   # resolved between the read and the lock: start over
-            created = False
-            if event.type == "export.succeeded":
-                resolves = live is not None and (live.last_event_at is None or event.occurred_at >= live.last_event_at)
-                if resolves:
-                    # It recovered when that export went through: later failures reopen, earlier ones do not.
-                    self._resolve(s, live, by="platform", how=SUCCEEDED, at=min(event.occurred_at, utcnow()))
-                row.incident_id = live.id if live else None
-                s.add(row)
-                s.flush()
-                return Ingested(row.incident_id, duplicate=False, resolved=resolves)
-            if live is None:
-                last = s.exec(select(Incident).where(Incident.tenant_id == event.tenant_id, Incident.platform == False)  # noqa: E712
-                              .order_by(Incident.resolved_at.desc()).limit(1)).first()
-                if last is not None and last.resolved_at and event.occurred_at < last.resolved_at:
-                    # A late failure from before the last recovery: recorded, but it does not reopen anything.
-                    row.incident_id = last.id
-                    s.add(row)
-                    s.flush()
-                    return Ingested(last.id, duplicate=False)
-                live = Incident(id=new_incident_id(), tenant_id=event.tenant_id, cause="pending",
-                                open_key=tenant_key(event.tenant_id), last_event_at=event.occurred_at)
-                created = True
-            live.failures += 1
-            live.last_seen_at = utcnow()
-            if live.last_event_at is None or event.occurred_at > live.last_event_at:
-                live.last_event_at = event.occurred_at
-            if event.kind and event.kind not in live.kinds and len(live.kinds) < MAX_KINDS:
-                live.kinds = [*live.kinds, event.kind]
-            live.version += 1
-            s.add(live)
-            row.incident_id = live.id
+            return self._ingest_in(s, event, diagnose_delay)
+
+    def _ingest_in(self, s, event: ExportEvent, diagnose_delay: float) -> Ingested:
+        """One event in the caller's unit of work, audit rows included."""
+        if s.get(ExportEvent, event.id) is not None:
+            return Ingested(s.get(ExportEvent, event.id).incident_id, duplicate=True)
+        row = ExportEvent(**event.model_dump())
+        live = s.exec(select(Incident).where(Incident.open_key == tenant_key(event.tenant_id))).first()
+        if live is not None and self._lock(s, live).open_key is None:
+            raise _Raced()   # resolved between the read and the lock: start over
+        created = False
+        if event.type == "export.succeeded":
+            resolves = live is not None and (live.last_event_at is None or event.occurred_at >= live.last_event_at)
+            if resolves:
+                # It recovered when that export went through: later failures reopen, earlier ones do not.
+                self._resolve(s, live, by="platform", how=SUCCEEDED, at=min(event.occurred_at, utcnow()))
+                s.add(_audit("resolved", event.tenant_id, live.id, {"by": "export.succeeded", "event": event.id}))
+            row.incident_id = live.id if live else None
             s.add(row)
             s.flush()
-            if not created:
-                diagnose_delay = max(diagnose_delay, self._settle(live))
-            self.jobs.enqueue("diagnose", {"tenant": event.tenant_id, "incident": live.id, "trigger": "webhook"},
-                              coalesce=f"diagnose:{event.tenant_id}", delay=diagnose_delay, session=s)
-            return Ingested(live.id, duplicate=False, created=created)
+            return Ingested(row.incident_id, duplicate=False, resolved=resolves)
+        if live is None:
+            last = s.exec(select(Incident).where(Incident.tenant_id == event.tenant_id, Incident.platform == False)  # noqa: E712
+                          .order_by(Incident.resolved_at.desc()).limit(1)).first()
+            if last is not None and last.resolved_at and event.occurred_at < last.resolved_at:
+                # A late failure from before the last recovery: recorded, but it does not reopen anything.
+                row.incident_id = last.id
+                s.add(row)
+                s.flush()
+                return Ingested(last.id, duplicate=False)
+            live = Incident(id=new_incident_id(), tenant_id=event.tenant_id, cause="pending",
+                            open_key=tenant_key(event.tenant_id), last_event_at=event.occurred_at)
+            created = True
+        live.failures += 1
+        live.last_seen_at = utcnow()
+        if live.last_event_at is None or event.occurred_at > live.last_event_at:
+            live.last_event_at = event.occurred_at
+        if event.kind and event.kind not in live.kinds and len(live.kinds) < MAX_KINDS:
+            live.kinds = [*live.kinds, event.kind]
+        live.version += 1
+        s.add(live)
+        row.incident_id = live.id
+        s.add(row)
+        s.flush()
+        if not created:
+            diagnose_delay = max(diagnose_delay, self._settle(live))
+        self.jobs.enqueue("diagnose", {"tenant": event.tenant_id, "incident": live.id, "trigger": "webhook"},
+                          coalesce=diagnose_key(live.id), delay=diagnose_delay, session=s)
+        if created:
+            s.add(_audit("incident_opened", event.tenant_id, live.id, {"event": event.id}))
+        return Ingested(live.id, duplicate=False, created=created)
 
     # --- lifecycle --------------------------------------------------------------------------
     def _resolve(self, s, inc: Incident, *, by: str, how: str, at: datetime | None = None) -> None:

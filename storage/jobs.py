@@ -38,6 +38,11 @@ class Jobs:
         except IntegrityError:
             return None   # another replica enqueued the same key at the same moment
 
+    def enqueue_many(self, requests: list[dict]) -> list[int | None]:
+        """Several `enqueue(**request)` in one unit of work (group commit); all or nothing."""
+        with self.db.session() as s:
+            return [self.enqueue(**request, session=s) for request in requests]
+
     @staticmethod
     def _absorbed(s, coalesce: str) -> bool:
         """Is a job pending under this key? It is locked until the caller commits: a worker claiming it waits,
@@ -57,7 +62,7 @@ class Jobs:
         if kinds:
             query = query.where(Job.kind.in_(kinds))
         claimed: list[Job] = []
-        with self.db.session() as s:
+        with self.db.read() as s:
             candidates = list(s.exec(query))
         for job_id in candidates:
             if len(claimed) >= limit:
@@ -93,11 +98,11 @@ class Jobs:
                    .values(status="failed", finished_at=utcnow(), last_error=error[:2000], locked_until=None))
 
     def counts(self) -> dict[str, int]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return {status: n for status, n in s.exec(select(Job.status, func.count()).group_by(Job.status))}
 
     def pending(self, kind: str | None = None) -> list[Job]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             q = select(Job).where(Job.status.in_(("pending", "running")))
             if kind:
                 q = q.where(Job.kind == kind)

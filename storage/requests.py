@@ -41,16 +41,16 @@ class Requests:
 
     # --- reads ------------------------------------------------------------------------------
     def get(self, request_id: str) -> ReactivationRequest | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.get(ReactivationRequest, request_id)
 
     def latest_for_incident(self, incident_id: str) -> ReactivationRequest | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.exec(select(ReactivationRequest).where(ReactivationRequest.incident_id == incident_id)
                           .order_by(ReactivationRequest.requested_at.desc()).limit(1)).first()
 
     def live_for_tenant(self, tenant_id: str) -> ReactivationRequest | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.exec(select(ReactivationRequest).where(ReactivationRequest.live_key == tenant_id)).first()
 
     # --- helpers inside a unit of work ------------------------------------------------------
@@ -180,7 +180,7 @@ class Requests:
     def due(self, now: datetime | None = None, limit: int = 200) -> list[ReactivationRequest]:
         """Live requests past their time (undecided, or a consent link nobody used), for the background sweep."""
         now = now or utcnow()
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(ReactivationRequest).where(ReactivationRequest.status.in_(LIVE),
                                                                  ReactivationRequest.expires_at <= now)
                                .order_by(ReactivationRequest.expires_at).limit(limit)))

@@ -22,28 +22,28 @@ class Tenants:
         self.db = db
 
     def get(self, tenant_id: str) -> Tenant | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.get(Tenant, tenant_id)
 
     def find(self, text: str) -> Tenant | None:
         """By id, else by display name, case-insensitively."""
         needle = text.strip().lower()
-        with self.db.session() as s:
+        with self.db.read() as s:
             row = s.exec(select(Tenant).where(func.lower(Tenant.id) == needle)).first()
             if row is None:
                 row = s.exec(select(Tenant).where(func.lower(Tenant.name) == needle)).first()
             return row
 
     def list(self) -> list[Tenant]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return list(s.exec(select(Tenant).order_by(Tenant.id)))
 
     def ids_and_names(self) -> list[tuple[str, str]]:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return [(r[0], r[1]) for r in s.exec(select(Tenant.id, Tenant.name))]
 
     def count(self) -> int:
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.exec(select(func.count()).select_from(Tenant)).one()
 
     def add(self, tenant: Tenant) -> Tenant:
@@ -81,7 +81,7 @@ class Tenants:
 
     def connection_modes(self) -> dict[str, str]:
         """tenant id -> none | oauth | service | legacy (for `tenant list`)."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = s.exec(select(Connection.tenant_id, Connection.mode, Connection.access_token_enc,
                                  Connection.refresh_token_enc, Connection.legacy_token_enc))
             out = {}

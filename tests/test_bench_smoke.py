@@ -29,7 +29,8 @@ def test_quick_bench_runs_all_five_figures(tmp_path):
         assert rows[figure]["data"]["ok"] == rows[figure]["data"]["requests"] == 20
 
     ingested = [r for f, r in rows.items() if f.startswith("2. Webhook ingest")]
-    assert len(ingested) == 2          # SQLite, and PostgreSQL (measured, or skipped with the reason)
+    # SQLite in one process; PostgreSQL in one process and as server + worker (measured, or skipped with the reason)
+    assert len(ingested) == 3
     for r in ingested:
         if r["verdict"] == "skip":
             assert "PostgreSQL" in r["measured"]
@@ -39,6 +40,8 @@ def test_quick_bench_runs_all_five_figures(tmp_path):
         assert (d["incidents"], d["max_incidents_per_tenant"]) == (20, 1)
         assert d["max_live_per_tenant"] <= 1
         assert 0 < d["rss_mb"]
+        assert (d["worker_rss_mb"] or 0) > 0 if d["jobs_apart"] else d["worker_rss_mb"] is None
+        assert d["drain"] is not None      # the diagnoses ran, in the worker process where there is one
 
     storm = rows["3. Storm: messages posted"]["data"]
     assert (storm["accepted"], storm["messages"]) == (20, 1)

@@ -6,6 +6,7 @@ the installed console script. Counts come from what the sandbox and the stand-in
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 from sqlmodel import select
@@ -233,3 +234,30 @@ def test_a_job_outliving_its_lease_is_not_taken_over_from_a_live_replica(replica
     (job,) = _rows(pg_store, Job, Job.kind == "diagnose")
     assert (job.status, job.attempts) == ("done", 1)
     assert len(_top_level_posts(slack, "C0SLOW")) == 1
+
+
+def test_web_only_replicas_leave_the_jobs_to_a_worker_process(replicas, pg_store, world, slack):
+    """FORTNOX_BOT_RUN_JOBS=false: `serve` stores and acknowledges; `fortnox-bot worker` diagnoses and posts."""
+    tenants = {f"w{i}": (9300 + i, f"C0W{i}") for i in range(3)}
+    for tid, (company, channel) in tenants.items():
+        seed_expired(pg_store, world, tid, company=company, channel=channel, scopes=SCOPES_SHORT)
+    a, b = replicas.start(2, FORTNOX_BOT_RUN_JOBS="false")
+    answers = concurrently(*(lambda r=r, t=t: post_event(r.url, export_event(t, event_id=f"evt-{t}-{r.name}"))
+                             for t in tenants for r in (a, b)))
+    assert [r.status_code for r in answers] == [202] * 6
+    assert len({r.json()["incident"] for r in answers}) == 3   # one incident per tenant across both replicas
+    time.sleep(1.0)   # the web replicas' pollers would have started by now, had they any
+    assert Counter(j.kind for j in pg_store.jobs.pending()) == {"diagnose": 3}
+    assert slack.calls_to("chat.postMessage") == [] and world.token_calls == []
+
+    (worker,) = replicas.start(1, role="worker", FORTNOX_BOT_RUN_JOBS="false")   # the shared env says false
+    wait_idle(pg_store)
+    for tid, (company, channel) in tenants.items():
+        (incident,) = _rows(pg_store, Incident, Incident.tenant_id == tid)
+        assert (incident.cause, incident.failures) == ("scopes_missing", 2)
+        (post,) = _top_level_posts(slack, channel)
+        assert incident.message_ts is not None and incident.channel == channel
+        assert _refreshes(world)[company] == 1
+    assert "worker running (16 jobs at a time)" in worker.log
+    worker.stop()
+    assert worker.proc.returncode == 0

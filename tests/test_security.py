@@ -245,7 +245,8 @@ def test_internal_errors_show_users_no_details_or_secrets(server, store, slack, 
         raise Leak(LEAKY)
 
     monkeypatch.setattr(server.bot.store.incidents, "live", boom)
-    monkeypatch.setattr(server.bot.incidents, "ingest", boom)
+    monkeypatch.setattr(server.bot.store.incidents, "ingest", boom)
+    monkeypatch.setattr(server.bot.store.incidents, "ingest_many", boom)
     response, key = command(server, slack, "status")
     assert response.status_code == 200
     text = response.json()["text"]

@@ -16,6 +16,7 @@ from tests.conftest import bot_env
     ("SLACK_BOT_TOKEN", "wrong", "xoxb-"),
     ("FORTNOX_REDIRECT_URI", "not a url", "http(s) URL"),
     ("ALLOW_SELF_APPROVAL", "maybe", "true or false"),
+    ("FORTNOX_BOT_RUN_JOBS", "sometimes", "true or false"),
 ])
 def test_malformed_setting_is_named(name, value, says, sqlite_url):
     env = bot_env(db_url=sqlite_url)
@@ -36,3 +37,20 @@ def test_missing_required_setting_is_named(sqlite_url):
 def test_valid_settings_load(sqlite_url):
     s = load_settings(env=bot_env(db_url=sqlite_url, ALLOW_SELF_APPROVAL="true", PORT="8080"), need="serve")
     assert s.allow_self_approval is True and s.port == 8080 and s.slack_api_url.endswith("/")
+    assert s.run_jobs is True   # one process does everything unless told otherwise
+    assert load_settings(env=bot_env(db_url=sqlite_url, FORTNOX_BOT_RUN_JOBS="false"), need="serve").run_jobs is False
+
+
+def test_worker_without_settings_says_which_one_is_missing(sqlite_url, monkeypatch, capsys):
+    from bot.cli import main
+
+    env = bot_env(db_url=sqlite_url)
+    del env["SLACK_BOT_TOKEN"]
+    for name in ("SLACK_BOT_TOKEN", *env):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FORTNOX_BOT_ENV_FILE", "/dev/null")
+    assert main(["worker"]) != 0
+    err = capsys.readouterr().err
+    assert "SLACK_BOT_TOKEN" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

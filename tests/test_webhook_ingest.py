@@ -445,12 +445,12 @@ def test_fortnox_body_in_any_shape_is_accepted(server, store, world):
 @SQLITE_ONLY
 def test_a_store_failure_answers_503_so_the_platform_redelivers(server, store, world, slack, caplog):
     seed_tenant(store, world, "acme", company=514)
-    service = server.bot.incidents
+    incidents = server.bot.store.incidents
 
-    def store_down(event):
+    def store_down(events):
         raise ConnectionError("database unreachable")
 
-    service.ingest = store_down   # fault injection: the store stops answering
+    incidents.ingest = incidents.ingest_many = store_down   # fault injection: the store stops answering
     event = export_event("acme", event_id="evt_later")
     response = post_event(server.url, event)
     assert (response.status_code, response.json()) == (
@@ -459,6 +459,6 @@ def test_a_store_failure_answers_503_so_the_platform_redelivers(server, store, w
     assert "database unreachable" not in response.text
     assert any("evt_later not stored: ConnectionError" in r.getMessage() for r in caplog.records)
 
-    del service.ingest            # the store is back: the redelivery is the first time the bot sees it
+    del incidents.ingest, incidents.ingest_many   # the store is back: the redelivery is the first time the bot sees it
     again = post_event(server.url, event)
     assert (again.status_code, again.json()["duplicate"]) == (202, False)

@@ -1,8 +1,7 @@
 """Shared helpers of the CLI commands."""
 from __future__ import annotations
 
-import asyncio
-
+from bot import aio
 from bot.runtime import build_runtime, open_store
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -33,6 +32,6 @@ def with_runtime(need: str, fn):
             await rt.aclose()
 
     try:
-        return asyncio.run(go())
+        return aio.run(go())
     finally:
         st.close()

@@ -10,7 +10,7 @@ import re
 
 from bot.aio import run_db
 from bot.diagnosis.facts import Facts, Probe
-from bot.fortnox.claims import decode_claims, looks_like_jwt
+from bot.fortnox.claims import Claims, decode_claims, looks_like_jwt
 from bot.fortnox.client import FortnoxClient
 from bot.fortnox.codes import Category
 from bot.fortnox.errors import FortnoxError
@@ -24,13 +24,19 @@ _CLIENT_SETTINGS = ("FORTNOX_CLIENT_ID", "FORTNOX_CLIENT_SECRET")
 
 def credential_kind(token: str | None) -> str:
     """jwt | legacy | garbled | none. Legacy Access-Tokens were UUIDs (reference §8)."""
+    return classify(token)[0]
+
+
+def classify(token: str | None) -> tuple[str, Claims | None]:
+    """(credential_kind, the JWT's claims): one decode serves both."""
     if token is None or not token.strip():
-        return "none"
+        return "none", None
     if looks_like_jwt(token):
-        return "jwt" if decode_claims(token) is not None else "garbled"
+        claims = decode_claims(token)
+        return ("jwt" if claims is not None else "garbled"), claims
     if _UUIDISH.match(token.strip()):
-        return "legacy"
-    return "garbled"
+        return "legacy", None
+    return "garbled", None
 
 
 class Gatherer:
@@ -56,7 +62,7 @@ class Gatherer:
         blocked = [name for name, _ in f.config_problems if name in _CLIENT_SETTINGS]
         if blocked:
             f.refresh_blocked = f"{' and '.join(blocked)} not set"
-        tenant = await run_db(self.store.tenants.get, tenant_id)   # store errors propagate: cannot run
+        tenant, cred = await run_db(self._load, tenant_id)   # store errors propagate: cannot run
         if tenant is None:
             f.tenant_known = False
             return f
@@ -64,7 +70,6 @@ class Gatherer:
         # Kinds are validated on the way in; an unknown one stored by hand is ignored rather than fatal.
         f.needed = needed_scopes([k for k in tenant.kinds if k in KIND_SCOPES])
 
-        cred = await run_db(self.store.connections.load, tenant_id)
         if cred is None:
             return f
         f.has_connection, f.mode = True, cred.mode
@@ -75,13 +80,13 @@ class Gatherer:
         if cred.mode == "legacy":
             f.access_kind = "legacy"
             return f
-        f.access_kind = credential_kind(cred.access_token)
+        f.access_kind, claims = classify(cred.access_token)
         if f.access_kind == "legacy":
             return f
         f.has_refresh_token = bool(cred.refresh_token)
         f.grant_state, f.grant_reason = cred.state, cred.state_reason
         f.expires_at = cred.expires_at
-        f.claims = decode_claims(cred.access_token) if f.access_kind == "jwt" else None
+        f.claims = claims
         f.granted = f.claims.scopes if f.claims and f.claims.scopes else cred.scopes
         if f.claims and f.claims.client_id and s.fortnox_client_id and f.claims.client_id != s.fortnox_client_id:
             # Another app's tokens: refreshing them with our client id could only fail or burn them.
@@ -149,6 +154,11 @@ class Gatherer:
             claims = decode_claims(new.access_token)
             f.granted = claims.scopes if claims and claims.scopes else new.scopes
         return new if outcome.ok else cred
+
+    def _load(self, tenant_id: str):
+        """The tenant and its credentials, in one trip to the store's thread."""
+        tenant = self.store.tenants.get(tenant_id)
+        return tenant, (self.store.connections.load(tenant_id) if tenant is not None else None)
 
     async def _get(self, tenant_id: str, scope: str, access_token: str) -> Probe:
         path = SCOPE_PROBE_PATHS[scope]

@@ -14,6 +14,7 @@ from bot.fortnox.errors import parse_error
 from bot.incidents.card import actor_parts
 from bot.webhooks.export import ExportEventIn
 from storage.models import ExportEvent
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +47,25 @@ class IncidentService:
         self.notes = notes or _NoNotes()   # history lines for the incident (the alert's thread on Slack)
 
     # --- ingest (sync: runs in a worker thread) ---------------------------------------------
-    def ingest(self, event: ExportEventIn):
-        row = ExportEvent(id=event.id, tenant_id=event.tenant, type=event.type, occurred_at=event.occurred_at,
-                          kind=event.kind, ref=event.ref, fortnox_status=event.fortnox_status,
-                          fortnox_body=event.fortnox_body)
+    @staticmethod
+    def _row(event: ExportEventIn) -> dict:
+        """The event's ExportEvent columns (a plain dict: a model instance per event costs more than storing it)."""
+        code, message = None, ""
         if event.fortnox_status is not None or event.fortnox_body:
             err = parse_error(event.fortnox_status, event.fortnox_body)
-            row.fortnox_code, row.fortnox_message = err.code, (err.message or err.excerpt)[:1000]
-        result = self.store.incidents.ingest(row)
-        if result.resolved:
-            self.store.audit.record("resolved", actor="platform", tenant_id=event.tenant,
-                                    incident_id=result.incident_id, detail={"by": "export.succeeded", "event": event.id})
-        if result.created:
-            self.store.audit.record("incident_opened", actor="platform", tenant_id=event.tenant,
-                                    incident_id=result.incident_id, detail={"event": event.id})
-        return result
+            code, message = err.code, (err.message or err.excerpt)[:1000]
+        return {"id": event.id, "tenant_id": event.tenant, "type": event.type, "occurred_at": event.occurred_at,
+                "kind": event.kind, "ref": event.ref, "fortnox_status": event.fortnox_status, "fortnox_code": code,
+                "fortnox_message": message, "fortnox_body": event.fortnox_body, "incident_id": None,
+                "received_at": utcnow()}
+
+    def ingest(self, event: ExportEventIn):
+        """Store one event (opening, updating or resolving its tenant's incident, audited) and queue a diagnosis."""
+        return self.store.incidents.ingest(ExportEvent(**self._row(event)))
+
+    def ingest_many(self, events: list[ExportEventIn]):
+        """The same for a batch, in one unit of work (see storage Incidents.ingest_many); raises on a conflict."""
+        return self.store.incidents.ingest_many([self._row(e) for e in events])
 
     # --- diagnosis ------------------------------------------------------------------------------
     async def reported_error(self, incident_id: str):

@@ -28,9 +28,8 @@ async def diagnose(ctx: CommandContext) -> dict:
     tenant, answer = await find_tenant(ctx.bot, ctx.arg)
     if tenant is None:
         return answer
-    await run_db(ctx.bot.store.jobs.enqueue, "diagnose",
-                 {"tenant": tenant.id, "trigger": "slash", "user": ctx.user_id, "response_url": ctx.response_url})
-    ctx.bot.notify()
+    await ctx.bot.enqueue("diagnose",
+                          {"tenant": tenant.id, "trigger": "slash", "user": ctx.user_id, "response_url": ctx.response_url})
     return ephemeral(f"Diagnosing {tenant.name or tenant.id}… the result follows here in a moment.")
 
 

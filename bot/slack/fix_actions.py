@@ -151,10 +151,8 @@ async def reactivate(ctx: CommandContext) -> dict:
         outcome = await ctx.bot.fix.reactivations.request(inc.id, by=ctx.user_id)
         return ephemeral(await _request_answer(ctx.bot, outcome, inc.id))
     # No diagnosed incident to hang the buttons on: diagnose first (slow), then answer via response_url.
-    await run_db(ctx.bot.store.jobs.enqueue, "fix.reactivate",
-                 {"tenant": tenant.id, "user": ctx.user_id, "response_url": ctx.response_url},
-                 coalesce=f"reactivate:{tenant.id}:{ctx.user_id}")
-    ctx.bot.notify()
+    await ctx.bot.enqueue("fix.reactivate", {"tenant": tenant.id, "user": ctx.user_id, "response_url": ctx.response_url},
+                          coalesce=f"reactivate:{tenant.id}:{ctx.user_id}")
     return ephemeral(f"Checking {tenant.name or tenant.id}'s Fortnox connection first… the answer follows here.")
 
 
@@ -175,8 +173,7 @@ async def reactivate_job(bot, payload: dict) -> None:
         message = ephemeral(f"Requesting a reactivation for {tenant_id} failed ({type(exc).__name__}). "
                             "It was logged; please try again in a minute.")
     if response_url:
-        await run_db(bot.store.jobs.enqueue, "slack.respond", {"response_url": response_url, "message": message})
-        bot.notify()
+        await bot.enqueue("slack.respond", {"response_url": response_url, "message": message})
 
 
 ROUTES = {

@@ -29,10 +29,10 @@ async def rerun(ctx: ActionContext) -> None:
     else:
         targets = [inc.id]
     for incident_id in targets:
-        await run_db(ctx.bot.store.jobs.enqueue, "diagnose",
-                     {"incident": incident_id, "trigger": "rerun", "user": ctx.user_id, "announce": not inc.platform},
-                     coalesce=f"rerun:{incident_id}")
-    ctx.bot.notify()
+        await ctx.bot.enqueue("diagnose",
+                              {"incident": incident_id, "trigger": "rerun", "user": ctx.user_id,
+                               "announce": not inc.platform},
+                              coalesce=f"rerun:{incident_id}")
     what = plural(len(targets), 'affected tenant') if inc.platform else inc.tenant_id
     await ctx.respond(**ephemeral(f"Re-running the diagnosis of {what}… the result follows in the alert's thread."))
 

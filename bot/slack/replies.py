@@ -18,9 +18,7 @@ async def thread_note(bot, incident_id: str, *parts) -> None:
     inc = await run_db(bot.store.incidents.get, incident_id)
     if inc is not None and inc.parent_id and not inc.message_ts:
         target = inc.parent_id
-    await run_db(bot.store.jobs.enqueue, "slack.reply", {"incident": incident_id, "text": text_to_json(Text.of(*parts))},
-                 lane=f"msg:{target}")
-    bot.notify()
+    await bot.enqueue("slack.reply", {"incident": incident_id, "text": text_to_json(Text.of(*parts))}, lane=f"msg:{target}")
 
 
 def who(user_id: str) -> Mention:

@@ -12,8 +12,7 @@ log = logging.getLogger(__name__)
 
 
 async def _respond(bot, response_url: str, message: dict) -> None:
-    await run_db(bot.store.jobs.enqueue, "slack.respond", {"response_url": response_url, "message": message})
-    bot.notify()
+    await bot.enqueue("slack.respond", {"response_url": response_url, "message": message})
 
 
 async def diagnose_request(bot, payload: dict) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import uvicorn
 
+from bot.aio import new_event_loop
 from bot.settings import Settings
 
 
@@ -41,7 +42,7 @@ class BotServer:
         self._server = uvicorn.Server(config)
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             self.loop = loop
             asyncio.set_event_loop(loop)
             loop.run_until_complete(self._server.serve(sockets=[self._sock]))

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from bot import metrics
-from bot.aio import run_db
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ async def export_failure(request: Request) -> JSONResponse:
     except BadEvent as exc:
         return _answer(400, {"error": str(exc)}, str(exc))
     try:
-        result = await run_db(bot.incidents.ingest, event)
+        result = await bot.intake.submit(event)
     except Exception as exc:
         # Not the sender's fault and nothing half-stored (one transaction): ask for a redelivery.
         log.error("export webhook %s not stored: %s", event.id, type(exc).__name__)

@@ -31,17 +31,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _command() -> list[str]:
+def _command(role: str = "serve") -> list[str]:
     script = Path(sys.executable).with_name("fortnox-bot")
     if script.exists():
-        return [str(script), "-v", "serve"]
-    return [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "-v", "serve"]
+        return [str(script), "-v", role]
+    return [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "-v", role]
 
 
 class Replica:
-    """One `fortnox-bot serve` subprocess. `url` is its base URL; `log` its standard error so far."""
+    """One `fortnox-bot serve` (or `worker`) subprocess. `url` is its base URL; `log` its standard error so far."""
 
-    def __init__(self, env: dict[str, str], *, log_path: Path, port: int | None = None, name: str = "replica"):
+    def __init__(self, env: dict[str, str], *, log_path: Path, port: int | None = None, name: str = "replica",
+                 role: str = "serve"):
+        self.role = role
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
@@ -53,12 +55,17 @@ class Replica:
 
     def start(self, timeout: float = 30.0) -> "Replica":
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(_command(), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(_command(self.role), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log}")
+            if self.role == "worker":   # no HTTP: it says when it runs
+                if "worker running" in self.log:
+                    return self
+                time.sleep(0.05)
+                continue
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
                     return self
@@ -118,13 +125,13 @@ class Replicas:
         self._tmp = tmp_path
         self.started: list[Replica] = []
 
-    def start(self, n: int = 1, **env_over) -> list[Replica]:
-        """Start n replicas at once (concurrent start-up, as a deployment would) and wait for each /healthz."""
+    def start(self, n: int = 1, *, role: str = "serve", **env_over) -> list[Replica]:
+        """Start n replicas at once (concurrent start-up, as a deployment would) and wait for each to be up."""
         made = []
         for _ in range(n):
             i = len(self.started) + len(made)
             made.append(Replica(self._make_env(**env_over), log_path=self._tmp / f"replica{i}.log",
-                                name=f"replica{i}"))
+                                name=f"{role}{i}", role=role))
         self.started.extend(made)
         with ThreadPoolExecutor(len(made)) as pool:
             list(pool.map(lambda r: r.start(), made))
