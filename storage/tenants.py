@@ -29,7 +29,9 @@ class Tenants:
         """By id, else by display name, case-insensitively."""
         needle = text.strip().lower()
         with self.db.read() as s:
-            row = s.exec(select(Tenant).where(func.lower(Tenant.id) == needle)).first()
+            row = s.get(Tenant, text.strip())   # the usual case, by primary key; the scans below are for the rest
+            if row is None:
+                row = s.exec(select(Tenant).where(func.lower(Tenant.id) == needle)).first()
             if row is None:
                 row = s.exec(select(Tenant).where(func.lower(Tenant.name) == needle)).first()
             return row

@@ -49,8 +49,11 @@ def test_quick_bench_runs_all_five_figures(tmp_path):
     assert storm["platform_causes"] == ["client_credentials_invalid"]
     assert (storm["lost"], storm["undelivered"]) == (0, 0)
 
-    bulk = rows["4. Bulk diagnose --all, 20 tenants"]["data"]
-    assert (bulk["exit"], bulk["diagnosed"], bulk["causes"]) == (0, 20, {"healthy": 20})
+    for figure, concurrency in (("4. Bulk diagnose --all, 20 tenants", 5),
+                                ("4. Bulk diagnose --all, 20 tenants, default --concurrency 10", 10)):
+        bulk = rows[figure]["data"]
+        assert (bulk["exit"], bulk["diagnosed"], bulk["causes"]) == (0, 20, {"healthy": 20})
+        assert (bulk["concurrency"], bulk["api_calls"]) == (concurrency, 80)   # 4 Fortnox calls per diagnosis
 
     assert rows["5. Single diagnosis, valid token"]["data"]["causes"] == ["healthy"] * 3
     assert rows["5. Single diagnosis, expired token (+ refresh)"]["data"]["causes"] == ["token_refreshed"] * 3
