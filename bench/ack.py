@@ -65,16 +65,15 @@ def _row(figure: str, out: Outcome, ok: int, size: Size, cpu: float) -> Row:
                       f"the bot used {cpu:.1f} s CPU")
 
 
-def run(quick: bool = False) -> list[Row]:
-    size = QUICK if quick else FULL
+def measure(size: Size, kind: str = "sqlite", jobs_apart: bool = False) -> list[Row]:
     world = World(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    with TempDatabase("sqlite") as db, SandboxServer(world) as sandbox, SlackStandin("xoxb-test") as slack:
+    with TempDatabase(kind) as db, SandboxServer(world) as sandbox, SlackStandin("xoxb-test") as slack:
         store = open_store(db.url)
         tenants = seed_tenants(store, world, size.tenants)
         incidents = [_open_incident(store, t) for t in tenants]
         world.latency = size.fortnox_latency
         try:
-            with BotProcess(bot_env(db_url=db.url, sandbox=sandbox, slack=slack)) as bot:
+            with BotProcess(bot_env(db_url=db.url, sandbox=sandbox, slack=slack), jobs_apart=jobs_apart) as bot:
                 url = bot.url + "/slack/events"
 
                 def commands(tag: str, n: int) -> list:
@@ -95,10 +94,10 @@ def run(quick: bool = False) -> list[Row]:
                     asyncio.run(fire(url, build("warm", size.concurrency), concurrency=size.concurrency,
                                      budget=size.budget))
                     requests = build("req", size.requests)
-                    cpu = bot.cpu_seconds()
+                    cpu = bot.server_cpu_seconds()
                     out = asyncio.run(fire(url, requests, concurrency=size.concurrency, budget=size.budget,
                                            keep_bodies=True))
-                    cpu = bot.cpu_seconds() - cpu
+                    cpu = bot.server_cpu_seconds() - cpu
                     ok = sum(1 for status, body in out.answers if status == 200 and expect in body)
                     rows.append(_row(figure, out, ok, size, cpu))
         finally:
@@ -107,3 +106,7 @@ def run(quick: bool = False) -> list[Row]:
             # shutdown does not cancel them (and print a traceback for each).
             time.sleep(size.fortnox_latency)
     return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    return measure(QUICK if quick else FULL)
