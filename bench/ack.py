@@ -51,9 +51,12 @@ def _row(figure: str, out: Outcome, ok: int, size: Size, cpu: float) -> Row:
                      f"waits for those ahead of it: {out.answered / out.wall:.0f} acks/s means "
                      f"~{ms(size.concurrency * out.wall / out.answered)} apiece; the bot spent "
                      f"{ms(cpu / size.requests)} "
-                     f"of CPU per ack (Bolt's parsing and verification, two store calls) and "
-                     f"{where_time_went(cpu, out.wall)}. What would close it: less CPU per ack, or more processes "
-                     "answering (replicas on PostgreSQL).")
+                     f"of CPU per ack and {where_time_went(cpu, out.wall)}: the answers queue for one core. About "
+                     "half of an ack's CPU is Starlette and Bolt (the body is parsed twice, a web client built per "
+                     "request), the rest a store read and the group-committed job write, each a hop to a thread. "
+                     "What would close it: a second process answering on the other core, or a thinner Slack "
+                     "layer than Bolt. Running the jobs in a worker process on PostgreSQL did not help when tried "
+                     "(psycopg costs more CPU per store call than SQLite).")
     if ok != size.requests:
         notes.append(f"only {ok} of {size.requests} requests got the expected answer: {out.statuses}, "
                      f"{out.failures} without answer, {out.not_sent} not sent")
