@@ -54,3 +54,23 @@ def test_worker_without_settings_says_which_one_is_missing(sqlite_url, monkeypat
     assert main(["worker"]) != 0
     err = capsys.readouterr().err
     assert "SLACK_BOT_TOKEN" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(sqlite_url, monkeypatch, capsys):
+    import socket
+
+    from bot.cli import main
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        for name, value in bot_env(db_url=sqlite_url, HOST="127.0.0.1", PORT=str(port)).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("FORTNOX_BOT_ENV_FILE", "/dev/null")
+        assert main(["serve"]) == 1
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert err.strip() == f"fortnox-bot: cannot listen on 127.0.0.1:{port}: Address already in use (HOST, PORT)"
