@@ -126,7 +126,7 @@ def _row(size: Size, d: dict, single: float, *, targeted: bool) -> Row:
     cpu_bound = d["cli_cpu"] > 0.7 * d["wall"]
     return Row(figure, f"<= {TARGET_RATIO}x the latency bound" if targeted else "(reported)",
                f"{d['wall']:.1f} s = {d['ratio']:.1f}x the bound of {d['bound']:.2f} s at --concurrency {c}; "
-               f"{serial / d['wall']:.0f}x faster than one by one",
+               f"{serial / d['wall']:.{0 if serial / d['wall'] >= 10 else 1}f}x faster than one by one",
                verdict(ok and (d["ratio"] <= TARGET_RATIO or not targeted)), notes, d,
                detail=f"{size.latency * 1000:.0f} ms per Fortnox call, --concurrency {c}; bound = "
                       f"ceil({size.tenants} / {c}) x {SEQUENTIAL_CALLS} sequential calls x "

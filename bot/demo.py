@@ -142,7 +142,7 @@ def run() -> int:
                 if message.thread_ts:
                     continue
                 link = BUILDER + quote(json.dumps({"blocks": message.blocks}, separators=(",", ":")))
-                say(f"   {channel} {ts}: {message.text}")
+                say(f"   {channel} {ts}: {html.unescape(message.text or '')}")
                 say(f"     {len(message.blocks)} blocks; Block Kit Builder: {link[:160]}{'…' if len(link) > 160 else ''}")
             first = next((m for m in slack.messages.values() if not m.thread_ts), None)
             if first is not None:

@@ -19,6 +19,8 @@ from bot.settings import Settings
 from bot.slack import fix_actions
 from bot.slack.delivery import SlackDelivery
 from bot.slack.fix_notes import SlackNotes
+from bot.slack.permissions import Admins
+from bot.slack.results import diagnose_request
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class Bot:
         self.runtime = build_runtime(settings, store, transport=fortnox_transport)
         self.store = self.runtime.store
         self.slack = slack_client or make_slack_client(settings)
+        self.admins = Admins(settings, self.slack)
         self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify, notes=SlackNotes(self))
         # PostgreSQL takes two batches at once (one is written while the other waits for its round trips);
         # SQLite has one writer.
@@ -113,10 +116,9 @@ class Bot:
             await self.incidents.diagnose_incident(payload["incident"], trigger=payload.get("trigger", "webhook"),
                                                    actor=payload.get("user", "bot"), announce=payload.get("announce", True))
             return
-        handler = self.extensions.get("diagnose_request")
-        if handler is None:
-            return
-        await handler(payload)
+        # A diagnosis asked for in Slack (/fortnox diagnose): the result goes back to whoever asked. Wired
+        # here, not in the Slack app, because a `fortnox-bot worker` process runs this without one.
+        await diagnose_request(self, payload)
 
     async def _refresh_job(self, payload: dict) -> None:
         from storage.types import utcnow

@@ -66,6 +66,9 @@ class Settings:
 REQUIRED = {
     "serve": ("ENCRYPTION_KEY", "SLACK_BOT_TOKEN", "ALERT_CHANNEL", "FORTNOX_CLIENT_ID",
               "FORTNOX_CLIENT_SECRET", "FORTNOX_REDIRECT_URI", "EXPORT_WEBHOOK_SECRET"),
+    # `fortnox-bot worker`: serve's settings except those only HTTP requests need (signatures).
+    "worker": ("ENCRYPTION_KEY", "SLACK_BOT_TOKEN", "ALERT_CHANNEL", "FORTNOX_CLIENT_ID", "FORTNOX_CLIENT_SECRET",
+               "FORTNOX_REDIRECT_URI"),
     "store": ("ENCRYPTION_KEY",),
     "fortnox": ("ENCRYPTION_KEY", "FORTNOX_CLIENT_ID", "FORTNOX_CLIENT_SECRET", "FORTNOX_REDIRECT_URI"),
     "none": (),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import func, select
 
 from storage.db import Database
@@ -41,6 +41,11 @@ def tenant_key(tenant_id: str) -> str:
 
 def platform_key(cause: str) -> str:
     return f"p:{cause}"
+
+
+def _lost_a_race(exc: OperationalError) -> bool:
+    """PostgreSQL broke a deadlock (or a serialization conflict) by aborting this transaction: run it again."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
 
 
 class _Raced(Exception):
@@ -103,6 +108,10 @@ class Incidents:
             try:
                 return self._ingest(event, diagnose_delay)
             except _Raced:
+                continue
+            except OperationalError as exc:
+                if not _lost_a_race(exc):
+                    raise
                 continue
             except IntegrityError:
                 existing = self.event_incident(event.id)
@@ -199,13 +208,16 @@ class Incidents:
                 row["incident_id"] = inc["id"]
                 rows.append(row)
         touched = [inc for inc in live.values() if inc["events"]]
+        # Rows go in sorted by key: two replicas' batches then take their locks in one order (no deadlock).
+        opened.sort(key=lambda inc: inc["tenant_id"])
+        rows.sort(key=lambda row: row["id"])
         if opened:
             conn.execute(insert(table), [
                 {"id": inc["id"], "tenant_id": inc["tenant_id"], "platform": False, "cause": "pending", "status": "open",
                  "open_key": tenant_key(inc["tenant_id"]), "opened_at": now, "last_seen_at": now,
                  "last_event_at": inc["last_event_at"], "failures": inc["failures"], "kinds": inc["kinds"],
                  "affected": [], "summary": "", "version": inc["events"]} for inc in opened])
-        updates = [inc for inc in touched if not inc["created"]]
+        updates = sorted((inc for inc in touched if not inc["created"]), key=lambda inc: inc["id"])
         if updates:
             conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(
                 failures=bindparam("b_failures"), last_seen_at=bindparam("b_seen"), last_event_at=bindparam("b_last"),
@@ -217,7 +229,7 @@ class Incidents:
             conn.execute(insert(AuditEntry.__table__), audits)
         if touched:
             # A pending diagnose job of the tenant absorbs this one (see Jobs._absorbed; locked the same way).
-            wanted = {diagnose_key(inc["id"]): inc for inc in touched}
+            wanted = {diagnose_key(inc["id"]): inc for inc in sorted(touched, key=lambda inc: inc["id"])}
             pending = set(conn.execute(select(Job.__table__.c.pending_key)
                                     .where(Job.__table__.c.pending_key.in_(list(wanted))).with_for_update()).scalars())
             jobs = [{"kind": "diagnose", "pending_key": key, "status": "pending", "attempts": 0, "created_at": now,

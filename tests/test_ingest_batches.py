@@ -227,3 +227,31 @@ async def test_a_caller_that_hangs_up_does_not_cancel_the_batch():
         await asyncio.sleep(0.01)
     intake.close()
     assert rec.batches == [["e0"], ["e1"]]   # stored anyway: a redelivery will find it a duplicate
+
+
+def test_an_event_whose_transaction_postgresql_aborted_for_a_deadlock_is_stored_on_the_retry(sqlite_store):
+    """PostgreSQL breaks a deadlock between two replicas by aborting one transaction (SQLSTATE 40P01): that
+    is a race lost, not a broken store, so the event is stored on the next attempt instead of answering 503."""
+    import psycopg.errors
+    from sqlalchemy.exc import OperationalError
+
+    service = IncidentService(sqlite_store, diagnoser=None)
+    incidents = sqlite_store.incidents
+    real, attempts = incidents._ingest, []
+
+    def deadlocked_once(event, delay):
+        attempts.append(event.id)
+        if len(attempts) == 1:
+            raise OperationalError("INSERT ...", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+        return real(event, delay)
+
+    incidents._ingest = deadlocked_once
+    result = service.ingest(_event("d", "a", "1", 1))
+    assert attempts == ["d-1", "d-1"] and not result.duplicate and result.created
+
+    def store_down(event, delay):
+        raise OperationalError("SELECT 1", {}, psycopg.errors.ConnectionFailure("server closed the connection"))
+
+    incidents._ingest = store_down   # any other operational error is the store's: the caller answers 503
+    with pytest.raises(OperationalError):
+        service.ingest(_event("d", "b", "2", 2))

@@ -258,6 +258,13 @@ def test_web_only_replicas_leave_the_jobs_to_a_worker_process(replicas, pg_store
         (post,) = _top_level_posts(slack, channel)
         assert incident.message_ts is not None and incident.channel == channel
         assert _refreshes(world)[company] == 1
-    assert "worker running (16 jobs at a time)" in worker.log
+    assert "worker running (16 jobs at a time" in worker.log
+
+    # A /fortnox diagnose answered by a web-only replica: its result is posted by the worker process.
+    (response, key) = command(a, slack, "diagnose w0")
+    assert response.status_code == 200 and response.json()["text"].startswith("Diagnosing")
+    wait_idle(pg_store)
+    (answer,) = slack.responses(key)
+    assert answer["text"] == "Diagnosis of Acme AB: Permissions (scopes) missing"
     worker.stop()
     assert worker.proc.returncode == 0

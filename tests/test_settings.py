@@ -45,8 +45,8 @@ def test_worker_without_settings_says_which_one_is_missing(sqlite_url, monkeypat
     from bot.cli import main
 
     env = bot_env(db_url=sqlite_url)
-    del env["SLACK_BOT_TOKEN"]
-    for name in ("SLACK_BOT_TOKEN", *env):
+    del env["SLACK_BOT_TOKEN"], env["SLACK_SIGNING_SECRET"], env["EXPORT_WEBHOOK_SECRET"]   # the last two: HTTP only
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "EXPORT_WEBHOOK_SECRET", *env):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -74,3 +74,11 @@ def test_serve_on_a_taken_port_says_so_in_one_line(sqlite_url, monkeypatch, caps
         taken.close()
     err = capsys.readouterr().err
     assert err.strip() == f"fortnox-bot: cannot listen on 127.0.0.1:{port}: Address already in use (HOST, PORT)"
+
+
+def test_a_worker_needs_no_http_secrets(sqlite_url):
+    env = bot_env(db_url=sqlite_url)
+    del env["SLACK_SIGNING_SECRET"], env["EXPORT_WEBHOOK_SECRET"]
+    assert load_settings(env=env, need="worker").export_webhook_secret == ""
+    with pytest.raises(SettingsError, match="EXPORT_WEBHOOK_SECRET: is required"):
+        load_settings(env=env, need="serve")

@@ -14,6 +14,7 @@ import sys
 
 from bot import aio
 from bot.settings import load_settings
+from storage.db import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,12 @@ async def _work(settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await bot.start()
-    print(f"fortnox-bot worker running ({bot.worker.concurrency} jobs at a time); Ctrl-C stops it", file=sys.stderr,
-          flush=True)
+    store = safe_url(settings.database_url)
+    print(f"fortnox-bot worker running ({bot.worker.concurrency} jobs at a time, jobs from {store}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    if not bot.store.db.is_postgres:
+        print("fortnox-bot worker: note: on SQLite the worker and `serve` take turns for one database file; "
+              "for separate worker processes use PostgreSQL (docs/replicas.md)", file=sys.stderr, flush=True)
     try:
         await stop.wait()
     finally:
@@ -37,6 +42,6 @@ async def _work(settings) -> None:
 
 
 def run_worker() -> int:
-    settings = load_settings(need="serve")   # SettingsError -> one line from the CLI
+    settings = load_settings(need="worker")   # SettingsError -> one line from the CLI
     aio.run(_work(dataclasses.replace(settings, run_jobs=True)))   # the env may say false for its web processes
     return 0

@@ -16,10 +16,19 @@ from slack_bolt.response import BoltResponse
 from bot.aio import run_db
 from bot.slack import command_handlers, commands, incident_actions
 from bot.slack.context import ActionContext, CommandContext
-from bot.slack.permissions import Admins
 from bot.slack.replies import ephemeral
 
 log = logging.getLogger(__name__)
+
+class _ClientGivenNotice(logging.Filter):
+    """Bolt warns at every start that SLACK_BOT_TOKEN (read from the environment) is unused because a client
+    is given. Giving our client (with its retry handlers) is the intent, so the warning only misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_ClientGivenNotice())
 
 ACK_BUDGET = 2.0   # seconds a command handler may take before we answer for it (Slack allows 3)
 _after_ack: set[asyncio.Task] = set()   # work started after an ack; referenced until done (else GC may drop it)
@@ -52,8 +61,6 @@ def build_slack(bot):
                    # 10 ms whether it has acked yet, which costs each request 10 ms and CPU. Listeners here
                    # ack first and leave slow work to after_ack() or the job queue.
                    process_before_response=True)
-    bot.admins = Admins(settings, bot.slack)
-    bot.extensions["diagnose_request"] = lambda payload: _diagnose_request(bot, payload)
     action_routes, command_routes = _routes(bot)
 
     @app.middleware
@@ -136,8 +143,3 @@ def build_slack(bot):
     bot.slack_app = app
     return handler, socket_mode
 
-
-async def _diagnose_request(bot, payload):
-    from bot.slack.results import diagnose_request
-
-    await diagnose_request(bot, payload)

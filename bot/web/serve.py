@@ -37,8 +37,9 @@ def serve() -> int:
         return 1
     log.info("starting on %s:%s", settings.host, settings.port)
     app = create_app(settings)
+    jobs = "" if settings.run_jobs else "; jobs left to `fortnox-bot worker` (FORTNOX_BOT_RUN_JOBS=false)"
     print(f"fortnox-bot listening on http://{settings.host}:{settings.port} "
-          f"({'Socket Mode' if settings.socket_mode else 'HTTP mode'})", file=sys.stderr)
+          f"({'Socket Mode' if settings.socket_mode else 'HTTP mode'}{jobs})", file=sys.stderr)
     config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=True)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
