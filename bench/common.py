@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cryptography.fernet import Fernet
-
 from storage import Store, TokenCipher
 from tests.support import db as testdb
-from tests.support.seed import (ADMIN, ALERT_CHANNEL, CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, WEBHOOK_SECRET,
-                                seed_tenant)
+from tests.support.env import ENCRYPTION_KEY, bot_env  # noqa: F401 - bot_env: the bench modules import it from here
+from tests.support.seed import seed_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
-ENCRYPTION_KEY = Fernet.generate_key().decode()
 _MIGRATING = threading.Lock()   # alembic keeps its migration context in module globals: one at a time
 
 
@@ -75,28 +72,6 @@ def ms(seconds: float) -> str:
 
 
 # --- settings and stores -------------------------------------------------------------------------
-def bot_env(*, db_url: str, sandbox=None, slack=None, **over: str) -> dict[str, str]:
-    """Environment of a bot under test, as CONTRACT.md names it (FORTNOX_REDIRECT_URI: bench.serve adds it)."""
-    env = {
-        "DATABASE_URL": db_url,
-        "ENCRYPTION_KEY": ENCRYPTION_KEY,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "ALERT_CHANNEL": ALERT_CHANNEL,
-        "FORTNOX_ADMINS": ADMIN,
-        "FORTNOX_CLIENT_ID": CLIENT_ID,
-        "FORTNOX_CLIENT_SECRET": CLIENT_SECRET,
-        "FORTNOX_REDIRECT_URI": "http://127.0.0.1:9/oauth/fortnox/callback",
-        "EXPORT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    if sandbox is not None:
-        env["FORTNOX_AUTH_URL"], env["FORTNOX_API_URL"] = sandbox.auth_url, sandbox.api_url
-    if slack is not None:
-        env["SLACK_API_URL"] = slack.api_url
-    env.update(over)
-    return env
-
-
 def open_store(db_url: str) -> Store:
     store = Store(db_url, TokenCipher(ENCRYPTION_KEY))
     with _MIGRATING:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from cryptography.fernet import Fernet
 
 from bot.sandbox.runner import SandboxServer
 from bot.sandbox.world import World
@@ -12,9 +11,9 @@ from bot.settings import load_settings
 from bot.slack_standin.runner import SlackStandin
 from storage import Store, TokenCipher
 from tests.support import db as testdb
-from tests.support.seed import ADMIN, ALERT_CHANNEL, CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, WEBHOOK_SECRET
+from tests.support.env import ENCRYPTION_KEY, bot_env  # noqa: F401 - bot_env: imported from here by tests
+from tests.support.seed import ADMIN, CLIENT_ID, CLIENT_SECRET
 
-ENCRYPTION_KEY = Fernet.generate_key().decode()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -106,28 +105,6 @@ def slack():
     with SlackStandin(bot_token="xoxb-test") as standin:
         standin.state.usergroups = {"S0ADMINS": [ADMIN]}
         yield standin
-
-
-def bot_env(*, sandbox=None, slack=None, db_url: str, bot_url: str = "http://127.0.0.1:9", **over) -> dict:
-    env = {
-        "DATABASE_URL": db_url,
-        "ENCRYPTION_KEY": ENCRYPTION_KEY,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "ALERT_CHANNEL": ALERT_CHANNEL,
-        "FORTNOX_ADMINS": ADMIN,
-        "FORTNOX_CLIENT_ID": CLIENT_ID,
-        "FORTNOX_CLIENT_SECRET": CLIENT_SECRET,
-        "FORTNOX_REDIRECT_URI": f"{bot_url}/oauth/fortnox/callback",
-        "EXPORT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    if sandbox is not None:
-        env["FORTNOX_AUTH_URL"] = sandbox.auth_url
-        env["FORTNOX_API_URL"] = sandbox.api_url
-    if slack is not None:
-        env["SLACK_API_URL"] = slack.api_url
-    env.update({k: v for k, v in over.items() if v is not None})
-    return env
 
 
 def make_settings(**kw):
