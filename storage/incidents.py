@@ -228,7 +228,7 @@ class Incidents:
         if audits:
             conn.execute(insert(AuditEntry.__table__), audits)
         if touched:
-            # A pending diagnose job of the tenant absorbs this one (see Jobs._absorbed; locked the same way).
+            # A pending diagnose job of the tenant absorbs this one (see Jobs._pending; locked the same way).
             wanted = {diagnose_key(inc["id"]): inc for inc in sorted(touched, key=lambda inc: inc["id"])}
             pending = set(conn.execute(select(Job.__table__.c.pending_key)
                                     .where(Job.__table__.c.pending_key.in_(list(wanted))).with_for_update()).scalars())

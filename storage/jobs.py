@@ -18,25 +18,37 @@ class Jobs:
         self.db = db
 
     def enqueue(self, kind: str, payload: dict, *, lane: str | None = None, coalesce: str | None = None,
-                delay: float = 0.0, session=None) -> int | None:
-        """Add a job; with `coalesce`, a job already pending under that key absorbs this one (returns None)."""
+                delay: float = 0.0, join: str | None = None, session=None) -> int | None:
+        """Add a job; with `coalesce`, a job already pending under that key absorbs this one (returns None).
+
+        join: the name of a list in the payload that an absorbing job takes over (appends), so that nobody who
+        asked is forgotten (e.g. every response_url waiting for one diagnosis).
+        """
         job = Job(kind=kind, payload=payload, lane=lane, pending_key=coalesce,
                   run_after=utcnow() + timedelta(seconds=delay))
         if session is not None:
-            if coalesce is not None and self._absorbed(session, coalesce):
-                return None
-            session.add(job)
-            session.flush()
-            return job.id
+            return self._add(session, job, coalesce, join)
         try:
             with self.db.session() as s:
-                if coalesce is not None and self._absorbed(s, coalesce):
-                    return None
-                s.add(job)
-                s.flush()
-                return job.id
+                return self._add(s, job, coalesce, join)
         except IntegrityError:
-            return None   # another replica enqueued the same key at the same moment
+            if join is None:
+                return None   # another replica enqueued the same key at the same moment
+            with self.db.session() as s:   # ... and ours must join it
+                return self._add(s, job, coalesce, join)
+
+    def _add(self, s, job: Job, coalesce: str | None, join: str | None) -> int | None:
+        if coalesce is not None:
+            pending = self._pending(s, coalesce)
+            if pending is not None:
+                if join is not None:
+                    pending.payload = {**pending.payload,
+                                       join: [*pending.payload.get(join, []), *job.payload.get(join, [])]}
+                    s.add(pending)
+                return None
+        s.add(job)
+        s.flush()
+        return job.id
 
     def enqueue_many(self, requests: list[dict]) -> list[int | None]:
         """Several `enqueue(**request)` in one unit of work (group commit); all or nothing."""
@@ -44,11 +56,11 @@ class Jobs:
             return [self.enqueue(**request, session=s) for request in requests]
 
     @staticmethod
-    def _absorbed(s, coalesce: str) -> bool:
-        """Is a job pending under this key? It is locked until the caller commits: a worker claiming it waits,
+    def _pending(s, coalesce: str) -> Job | None:
+        """The job pending under this key. It is locked until the caller commits: a worker claiming it waits,
         so the job runs after the change it now stands for (else it could read the state from before the
         change, and the change would never be shown). SQLite's single writer gives the same order by itself."""
-        return s.exec(select(Job.id).where(Job.pending_key == coalesce).with_for_update()).first() is not None
+        return s.exec(select(Job).where(Job.pending_key == coalesce).with_for_update()).first()
 
     def claim(self, worker: str, *, limit: int = 10, lease: float = 120.0, kinds: tuple[str, ...] | None = None) -> list[Job]:
         """Claim ready jobs: pending (or running with an expired lease: its worker died), and first in their lane."""

@@ -144,3 +144,34 @@ def test_a_command_with_a_bad_signature_is_refused(server, slack):
         "8f742231b10e8888abcd99yyyzzz85a5", text="status", response_url=slack.response_url("x"),
         timestamp=int(time.time()) - 301)
     assert post_slack(server, stale, headers).status_code == 401
+
+
+def test_people_asking_about_one_tenant_at_once_share_one_diagnosis_and_each_gets_the_answer(
+        server_factory, store, world, slack):
+    """Fortnox allows 25 calls per 5 s per tenant: ten operators typing /fortnox diagnose acme must not make
+    ten diagnoses. The jobs wait (no worker yet) so that all three requests find the first one pending."""
+    server = server_factory(FORTNOX_BOT_RUN_JOBS="false")
+    seed_tenant(store, world, "acme", company=602)
+    asked = [command(server, slack, "diagnose acme", user=user) for user in (OPERATOR, "U0SECOND", OPERATOR)]
+    assert [_answer(r)["text"] for r, _ in asked] == ["Diagnosing Acme AB… the result follows here in a moment."] * 3
+    (job,) = store.jobs.pending("diagnose")
+    assert [r["user"] for r in job.payload["requests"]] == [OPERATOR, "U0SECOND", OPERATOR]
+
+    async def start_worker():
+        server.bot.worker.start()
+
+    server.call(start_worker())
+    server.drain()
+    for _, key in asked:
+        (answer,) = slack.responses(key)
+        assert answer["text"] == "Diagnosis of Acme AB: No problem found"
+    assert len([c for c in world.api_calls if c["path"].endswith("/companyinformation")]) == 1
+
+
+def test_a_diagnose_job_queued_by_the_previous_version_still_answers_its_asker():
+    from bot.slack.results import _askers
+
+    old = {"tenant": "acme", "trigger": "slash", "user": OPERATOR, "response_url": "https://hooks.slack.test/r/1"}
+    assert _askers(old) == [{"user": OPERATOR, "response_url": "https://hooks.slack.test/r/1"}]
+    new = {"tenant": "acme", "requests": [{"user": "U1", "response_url": "u1"}, "junk", {"user": "U2"}]}
+    assert _askers(new) == [{"user": "U1", "response_url": "u1"}, {"user": "U2"}]

@@ -15,8 +15,17 @@ async def _respond(bot, response_url: str, message: dict) -> None:
     await bot.enqueue("slack.respond", {"response_url": response_url, "message": message})
 
 
+def _askers(payload: dict) -> list[dict]:
+    """Who asked ({"user", "response_url"} each); jobs queued before requests were shared carry one."""
+    if "requests" in payload:
+        return [r for r in payload["requests"] if isinstance(r, dict)]
+    return [{"user": payload.get("user", ""), "response_url": payload.get("response_url")}]
+
+
 async def diagnose_request(bot, payload: dict) -> None:
-    tenant_id, response_url, user = payload["tenant"], payload.get("response_url"), payload.get("user", "")
+    tenant_id, askers = payload["tenant"], _askers(payload)
+    users = list(dict.fromkeys(a.get("user") for a in askers if a.get("user")))
+    user = users[0] if users else ""
     try:
         diagnosis = await bot.runtime.diagnoser.run(tenant_id, trigger="slash")
         tenant = await run_db(bot.store.tenants.get, tenant_id)
@@ -26,11 +35,13 @@ async def diagnose_request(bot, payload: dict) -> None:
         channel = (inc.channel or (tenant.channel if tenant else None) or bot.settings.alert_channel) if inc else None
         card = build_diagnosis_card(diagnosis, tenant.name if tenant else "", incident_id, channel)
         message = {"response_type": "ephemeral", "replace_original": False, **render_card(card)}
-        if incident_id and user:
-            await thread_note(bot, incident_id, "🔎 Diagnosed by ", who(user), f" with /fortnox: {diagnosis.cause}")
+        if incident_id and users:
+            named = [part for i, u in enumerate(users) for part in ((", " if i else ""), who(u)) if part]
+            await thread_note(bot, incident_id, "🔎 Diagnosed by ", *named, f" with /fortnox: {diagnosis.cause}")
     except Exception as exc:   # the user asked and waits: tell them, never leave silence (F-S1)
         log.exception("slash diagnosis of %s failed", tenant_id)
         message = ephemeral(f"The diagnosis of {tenant_id} failed ({type(exc).__name__}). "
                             "It was logged; please try again in a minute.")
-    if response_url:
-        await _respond(bot, response_url, message)
+    for asker in askers:
+        if asker.get("response_url"):
+            await _respond(bot, asker["response_url"], message)
