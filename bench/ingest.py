@@ -64,8 +64,9 @@ def _check(store, accepted: int) -> dict:
             "max_incidents_per_tenant": max(total.values(), default=0), "accepted": accepted}
 
 
-# (store, jobs in a process of their own?, whether the 1,000/s target applies)
-SETUPS = (("sqlite", False, False), ("postgres", False, False), ("postgres", True, True))
+# (store, jobs in a process of their own?, whether the 1,000/s target applies). The targeted setup runs first:
+# right after another 10,000-event run PostgreSQL is still busy with it (checkpoint, vacuum) for a while.
+SETUPS = (("postgres", True, True), ("sqlite", False, False), ("postgres", False, False))
 
 
 def _setup_name(kind: str, apart: bool) -> str:
