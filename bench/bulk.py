@@ -43,7 +43,7 @@ class Size:
     timeout: float        # seconds the CLI may run
 
 
-# One diagnosis costs ~8 ms of CPU and waits 2 x 50 ms for Fortnox: one core keeps about 100 / 8 = 12 in
+# One diagnosis costs 6 to 8 ms of CPU and waits 2 x 50 ms for Fortnox: one core keeps about 100 / 8 = 12 in
 # flight. More in flight only queue for the CPU (the bound shrinks, the wall time does not).
 FULL = Size(tenants=5_000, latency=0.05, concurrency=12, default=200, sample=20, timeout=120.0)
 QUICK = Size(tenants=20, latency=0.01, concurrency=5, default=10, sample=3, timeout=60.0)
