@@ -20,25 +20,22 @@ MAX_BATCH = 500
 
 
 class GroupCommit:
-    def __init__(self, one: Callable, many: Callable, *, name: str, max_batch: int = MAX_BATCH, writers: int = 1):
+    def __init__(self, one: Callable, many: Callable, *, name: str, max_batch: int = MAX_BATCH):
         self._one = one              # sync, item -> result; retries races with other replicas itself
         self._many = many            # sync, [item] -> [result], all or nothing
         self._name = name
         self._max = max_batch
         self._waiting: list[tuple[object, asyncio.Future]] = []
-        self._flushers: set[asyncio.Task] = set()
-        self._writers = writers
-        self._thread = ThreadPoolExecutor(writers, thread_name_prefix=name)
+        self._flusher: asyncio.Task | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
 
     async def submit(self, item):
         """Write `item` (with whatever else is waiting); returns its result or raises its error."""
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)
         self._waiting.append((item, future))
-        if len(self._flushers) < self._writers:
-            task = asyncio.create_task(self._flush_all(), name=self._name)
-            self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all(), name=self._name)
         # shield: a client that hangs up must not cancel the commit other requests wait on
         return await asyncio.shield(future)
 

@@ -47,8 +47,6 @@ class Bot:
         self.slack = slack_client or make_slack_client(settings)
         self.admins = Admins(settings, self.slack)
         self.incidents = IncidentService(self.store, self.runtime.diagnoser, notify=self.notify, notes=SlackNotes(self))
-        # PostgreSQL takes two batches at once (one is written while the other waits for its round trips);
-        # SQLite has one writer.
         self.intake = GroupCommit(self.incidents.ingest, self.incidents.ingest_many, name="event-intake")
         self._job_writes = GroupCommit(lambda request: self.store.jobs.enqueue(**request), self.store.jobs.enqueue_many,
                                        name="job-queue")

@@ -233,7 +233,7 @@ class Incidents:
             pending = set(conn.execute(select(Job.__table__.c.pending_key)
                                     .where(Job.__table__.c.pending_key.in_(list(wanted))).with_for_update()).scalars())
             jobs = [{"kind": "diagnose", "pending_key": key, "status": "pending", "attempts": 0, "created_at": now,
-                     "run_after": now + timedelta(seconds=0.0 if inc["created"] else self._settle_after(inc["diagnosed_at"])),
+                     "run_after": now + timedelta(seconds=0.0 if inc["created"] else self._settle(inc["diagnosed_at"])),
                      "payload": {"tenant": inc["tenant_id"], "incident": inc["id"], "trigger": "webhook"}}
                     for key, inc in wanted.items() if key not in pending]
             if jobs:
@@ -248,12 +248,9 @@ class Incidents:
         s.refresh(inc)
         return inc
 
-    def _settle(self, inc: Incident) -> float:
-        """Seconds to wait before re-diagnosing an incident just diagnosed: a burst of failures then costs one
-        diagnosis (a few Fortnox calls, one message update) per REDIAGNOSE_EVERY, not one per failure."""
-        return self._settle_after(inc.diagnosed_at)
-
-    def _settle_after(self, diagnosed_at: datetime | None) -> float:
+    def _settle(self, diagnosed_at: datetime | None) -> float:
+        """Seconds to wait before re-diagnosing an incident diagnosed at `diagnosed_at`: a burst of failures then
+        costs one diagnosis (a few Fortnox calls, one message update) per REDIAGNOSE_EVERY, not one per failure."""
         if diagnosed_at is None:
             return 0.0
         since = (utcnow() - diagnosed_at).total_seconds()
@@ -310,7 +307,7 @@ class Incidents:
         s.add(row)
         s.flush()
         if not created:
-            diagnose_delay = max(diagnose_delay, self._settle(live))
+            diagnose_delay = max(diagnose_delay, self._settle(live.diagnosed_at))
         self.jobs.enqueue("diagnose", {"tenant": event.tenant_id, "incident": live.id, "trigger": "webhook"},
                           coalesce=diagnose_key(live.id), delay=diagnose_delay, session=s)
         if created:

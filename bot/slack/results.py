@@ -36,7 +36,9 @@ async def diagnose_request(bot, payload: dict) -> None:
         card = build_diagnosis_card(diagnosis, tenant.name if tenant else "", incident_id, channel)
         message = {"response_type": "ephemeral", "replace_original": False, **render_card(card)}
         if incident_id and users:
-            named = [part for i, u in enumerate(users) for part in ((", " if i else ""), who(u)) if part]
+            named = [who(users[0])]
+            for other in users[1:]:
+                named += [", ", who(other)]
             await thread_note(bot, incident_id, "🔎 Diagnosed by ", *named, f" with /fortnox: {diagnosis.cause}")
     except Exception as exc:   # the user asked and waits: tell them, never leave silence (F-S1)
         log.exception("slash diagnosis of %s failed", tenant_id)
