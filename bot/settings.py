@@ -5,6 +5,7 @@ A missing or malformed setting raises SettingsError naming it, so start-up can s
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ def _number(name: str, raw: str, kind=float, minimum: float = 0):
         value = kind(raw.strip())
     except ValueError:
         raise SettingsError(name, f"expected a number, got {raw!r}") from None
+    if not math.isfinite(value):   # float() reads "nan" and "inf"; neither is a duration, and nan passes any check
+        raise SettingsError(name, f"expected a finite number, got {raw!r}")
     if value < minimum:
         raise SettingsError(name, f"must be at least {minimum}, got {raw!r}")
     return value

@@ -17,6 +17,9 @@ from tests.conftest import bot_env
     ("FORTNOX_REDIRECT_URI", "not a url", "http(s) URL"),
     ("ALLOW_SELF_APPROVAL", "maybe", "true or false"),
     ("FORTNOX_BOT_RUN_JOBS", "sometimes", "true or false"),
+    ("FORTNOX_BOT_HTTP_TIMEOUT_SECONDS", "nan", "finite number"),
+    ("FORTNOX_BOT_HTTP_TIMEOUT_SECONDS", "inf", "finite number"),
+    ("APPROVAL_TTL_HOURS", "NaN", "finite number"),
 ])
 def test_malformed_setting_is_named(name, value, says, sqlite_url):
     env = bot_env(db_url=sqlite_url)
